@@ -1,0 +1,19 @@
+"""Fast JSON responses: orjson serialises the numpy-free dicts the routes build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+
+class ORJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(content: Any, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return ORJSONResponse(content, status_code=status_code, headers=headers)

@@ -1,0 +1,188 @@
+"""The service's error hierarchy and the one handler that turns any error into the error envelope.
+
+Every error the service returns, validation errors and unknown paths included, has the same body:
+
+    {"error": {"code": "invalid_shape", "message": "expected a 28x28 image, got 27x28", "details": ...},
+     "request_id": "..."}
+
+Domain code raises a subclass of `ServiceError`; it carries its own HTTP status and stable code, so the
+handler needs no table of exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from service.encoding import json_response
+
+logger = logging.getLogger("service.errors")
+
+
+class ServiceError(Exception):
+    """Base of every error the service answers with; subclasses set the status and the code."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+class InvalidRequest(ServiceError):
+    """The request is well-formed HTTP but its content cannot be used."""
+
+    status_code = 422
+    code = "invalid_request"
+
+
+class InvalidJSON(InvalidRequest):
+    status_code = 400
+    code = "invalid_json"
+
+
+class InvalidShape(InvalidRequest):
+    code = "invalid_shape"
+
+
+class InvalidPixels(InvalidRequest):
+    code = "invalid_pixels"
+
+
+class InvalidImage(InvalidRequest):
+    code = "invalid_image"
+
+
+class BlankImage(InvalidRequest):
+    code = "blank_image"
+
+
+class InvalidBase64(InvalidRequest):
+    code = "invalid_base64"
+
+
+class EmptyBatch(InvalidRequest):
+    code = "empty_batch"
+
+
+class BatchTooLarge(InvalidRequest):
+    code = "batch_too_large"
+
+
+class InvalidParameter(InvalidRequest):
+    code = "invalid_parameter"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(ServiceError):
+    status_code = 413
+    code = "image_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ModelNotReady(ServiceError):
+    status_code = 503
+    code = "model_not_ready"
+
+
+class Overloaded(ServiceError):
+    """The batching queue is full: the client should retry after a short pause."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(
+            message,
+            details={"retry_after_seconds": retry_after_seconds},
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+
+HTTP_STATUS_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or request.headers.get("x-request-id", "")
+
+
+def error_response(request: Request, error: ServiceError) -> Response:
+    """Render one error as the envelope, with its status and headers."""
+    body = {
+        "error": {"code": error.code, "message": error.message, "details": error.details},
+        "request_id": request_id_of(request),
+    }
+    return json_response(body, status_code=error.status_code, headers=error.headers)
+
+
+async def handle_service_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ServiceError)
+    return error_response(request, error)
+
+
+async def handle_http_exception(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (unknown path, wrong method, ...) in the same envelope."""
+    assert isinstance(error, StarletteHTTPException)
+    wrapped = ServiceError(str(error.detail), headers=dict(error.headers or {}))
+    wrapped.status_code = error.status_code
+    wrapped.code = HTTP_STATUS_CODES.get(error.status_code, f"http_{error.status_code}")
+    if error.status_code == 404:
+        wrapped.message = f"no route for {request.method} {request.url.path}"
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        wrapped.message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    return error_response(request, wrapped)
+
+
+async def handle_validation_error(request: Request, error: Exception) -> Response:
+    """FastAPI's query/body validation errors, reduced to JSON-safe details."""
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {"location": list(item.get("loc", ())), "message": item.get("msg", ""), "type": item.get("type", "")}
+        for item in error.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(map(str, p['location']))}: {p['message']}" for p in problems)
+    wrapped = InvalidRequest(f"the request is not valid: {summary}", details=problems)
+    return error_response(request, wrapped)
+
+
+async def handle_unexpected_error(request: Request, error: Exception) -> Response:
+    """A fault of ours: the traceback goes to the log, the client gets the envelope and the request id."""
+    logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id_of(request))
+    wrapped = ServiceError("internal server error; quote the request id when reporting it")
+    return error_response(request, wrapped)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, handle_service_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
