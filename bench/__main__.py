@@ -1,0 +1,166 @@
+"""The CLI: `python -m bench` measures every scenario; `python -m bench --smoke` is the seconds-long CI variant.
+
+It writes `<out>/bench-<time>.json`, `.md` and `.png`, copies them to `<out>/latest.*`, prints the markdown
+table, and exits 0 only when every selected scenario completed without an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.catalog import SCENARIOS, SMOKE_SCENARIOS, scenario_names, select_scenarios
+from bench.chart import draw_chart
+from bench.payloads import build_payloads, write_payload
+from bench.report import compute_ratios, evaluate_targets, markdown_report
+from bench.runner import PreparedPayload, RunSettings, run_benchmark
+from bench.wrk import wrk_available
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPOSITORY_ROOT / "bench" / "results"
+
+# The full run and the smoke run differ only in these defaults; any option given explicitly wins.
+FULL_DEFAULTS = {"duration": 10.0, "warmup": 2.0, "concurrency": "1,8,64", "loadgen": "auto"}
+SMOKE_DEFAULTS = {"duration": 1.0, "warmup": 0.5, "concurrency": "1,4", "loadgen": "httpx"}
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds-long run of the floor and service-json")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 10; smoke 1)")
+    parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (default 2)")
+    parser.add_argument("--concurrency", help="comma-separated connection counts (default 1,8,64; smoke 1,4)")
+    parser.add_argument("--repeats", type=int, default=1, help="measured runs per level; the median is reported")
+    parser.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(scenario_names())}")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "httpx"), help="auto: wrk when installed (smoke: httpx)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON, markdown and PNG")
+    parser.add_argument("--model-dir", default="models/mnist_convnet", help="model repository, from the repo root")
+    parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds one request may take")
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds a server may take to be ready")
+    options = parser.parse_args(argv)
+    defaults = SMOKE_DEFAULTS if options.smoke else FULL_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(options, name) is None:
+            setattr(options, name, value)
+    return options
+
+
+def choose_loadgen(requested: str) -> str:
+    if requested == "auto":
+        return "wrk" if wrk_available() else "httpx"
+    if requested == "wrk" and not wrk_available():
+        raise SystemExit("wrk is not installed: apt-get install -y wrk, or use --loadgen httpx")
+    return requested
+
+
+def run_settings(options: argparse.Namespace) -> RunSettings:
+    levels = tuple(int(level) for level in options.concurrency.split(","))
+    if not levels or min(levels) < 1 or options.repeats < 1 or options.duration <= 0:
+        raise SystemExit("--concurrency levels, --repeats and --duration must be positive")
+    return RunSettings(
+        duration_seconds=options.duration,
+        warmup_seconds=options.warmup,
+        concurrency_levels=levels,
+        repeats=options.repeats,
+        loadgen=choose_loadgen(options.loadgen),
+        request_timeout_seconds=options.request_timeout,
+        ready_timeout_seconds=options.ready_timeout,
+        model_directory=options.model_dir,
+    )
+
+
+def chosen_scenario_names(options: argparse.Namespace) -> list[str]:
+    if options.scenarios:
+        return [name.strip() for name in options.scenarios.split(",") if name.strip()]
+    if options.smoke:
+        return list(SMOKE_SCENARIOS)
+    return [scenario.name for scenario in SCENARIOS]
+
+
+def tool_version(command: list[str]) -> str | None:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return (completed.stdout or completed.stderr).strip().splitlines()[0] if completed.stdout or completed.stderr else None
+
+
+def machine_description(settings: RunSettings) -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": tool_version(["wrk", "-v"]) if settings.loadgen == "wrk" else None,
+    }
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(results["started_at_epoch"]))
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    paths["md"].write_text(markdown_report(results))
+    draw_chart(results, paths["png"])
+    for suffix, path in paths.items():
+        shutil.copyfile(path, out / f"latest.{suffix}")
+    return paths
+
+
+def raise_on_termination(signal_number: int, _frame: object) -> None:
+    """Turn SIGTERM into an exception, so the servers are stopped on the way out as for Ctrl-C."""
+    raise SystemExit(128 + signal_number)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_arguments(argv)
+    settings = run_settings(options)
+    try:
+        scenarios = select_scenarios(chosen_scenario_names(options))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    signal.signal(signal.SIGTERM, raise_on_termination)
+    out = options.out.resolve()
+    started = time.time()
+    results: dict[str, Any] = {
+        "schema_version": 1,
+        "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "started_at_epoch": started,
+        "smoke": options.smoke,
+        "settings": {**vars(settings), "concurrency_levels": list(settings.concurrency_levels)},
+        "machine": machine_description(settings),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as body_directory:
+        payloads = {
+            name: PreparedPayload(payload, write_payload(payload, Path(body_directory)))
+            for name, payload in build_payloads().items()
+        }
+        try:
+            servers, scenario_results = run_benchmark(
+                scenarios, payloads, settings, repository_root=REPOSITORY_ROOT, log_directory=out / "logs"
+            )
+        except KeyboardInterrupt:
+            print("interrupted; every server has been stopped", file=sys.stderr)
+            return 130
+    results.update(servers=servers, scenarios=scenario_results, finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+    results["ratios"] = compute_ratios(results)
+    results["targets"] = evaluate_targets(results, results["ratios"])
+    paths = write_outputs(results, out)
+    print(markdown_report(results))
+    print(f"wrote {paths['json']}, {paths['md']} and {paths['png']}", file=sys.stderr)
+    return 0 if all(scenario["status"] == "ok" for scenario in scenario_results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

