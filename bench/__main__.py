@@ -93,7 +93,8 @@ def tool_version(command: list[str]) -> str | None:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return None
-    return (completed.stdout or completed.stderr).strip().splitlines()[0] if completed.stdout or completed.stderr else None
+    lines = (completed.stdout or completed.stderr).strip().splitlines()
+    return lines[0] if lines else None
 
 
 def machine_description(settings: RunSettings) -> dict[str, Any]:

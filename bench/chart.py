@@ -7,9 +7,10 @@ from typing import Any
 
 import matplotlib
 
+# The backend is chosen before pyplot is imported, so that no display is ever looked for.
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen before pyplot is imported)
+import matplotlib.pyplot as plt
 
 BAR_GROUP_WIDTH = 0.8
 
@@ -45,6 +46,8 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
         axes.set_xticks(range(len(names)), names)
         axes.set_yscale("log")
         axes.grid(axis="y", which="both", alpha=0.3)
+    # Room above the tallest bar for its label, which a log axis otherwise crops.
+    throughput_axes.set_ylim(top=throughput_axes.get_ylim()[1] * 4)
     throughput_axes.set_ylabel("requests / s (log)")
     throughput_axes.set_title(f"Throughput ({results['settings']['loadgen']}, {results['started_at']})")
     throughput_axes.legend(title="concurrency")

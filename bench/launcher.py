@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,20 +116,16 @@ def start_server(
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole group, then SIGKILL it if it has not exited after a grace period."""
     for signal_number in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, signal_number)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
             break
         except subprocess.TimeoutExpired:
             continue
     # Children of the leader may outlive it for a moment; make sure nothing of the group is left.
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @contextmanager

@@ -70,6 +70,13 @@ def snapshot_group(process_group: int) -> GroupSnapshot:
     return GroupSnapshot(cpu_seconds, peak_rss_bytes, rss_bytes)
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all cores together have spent busy since boot: everything in /proc/stat but idle and iowait."""
+    fields = (PROC / "stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SECOND
+
+
 @dataclass(frozen=True)
 class FinishedChild:
     returncode: int

@@ -78,24 +78,30 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
     best_batch = max((run["images_per_second"] for run in batch_runs if run), default=None)
     service = next((server for server in results["servers"] if server["name"] == SERVICE_SERVER), {})
     targets = [
-        at_least("single-image JSON req/s at c=64 over the floor's", ">= 1.0x", single_ratios.get("vs_floor"), 1.0, "x"),
+        at_least(
+            "single-image JSON req/s at c=64 over the floor's",
+            "≥ 1.0×",
+            single_ratios.get("vs_floor"),
+            1.0,
+            "x",
+        ),
         at_least(
             "single-image JSON req/s at c=64 over the naive baseline's",
-            ">= 200x",
+            "≥ 200×",
             single_ratios.get("vs_naive"),
             200.0,
             "x",
         ),
         at_most(
             "single-image JSON p50 latency at c=1",
-            "<= 1.5 ms",
+            "≤ 1.5 ms",
             single_at_1 and single_at_1["latency_ms"]["p50"],
             1.5,
             "ms",
         ),
-        at_least("batches of 64: images/s (best concurrency)", ">= 15,000", best_batch, 15_000, "images/s"),
-        at_most("service peak RSS", "<= 700 MB", service.get("peak_rss_mb"), 700, "MB"),
-        at_most("service start to ready", "<= 10 s", service.get("start_to_ready_seconds"), 10, "s"),
+        at_least("batches of 64: images/s (best concurrency)", "≥ 15,000", best_batch, 15_000, "images/s"),
+        at_most("service peak RSS", "≤ 700 MB", service.get("peak_rss_mb"), 700, "MB"),
+        at_most("service start to ready", "≤ 10 s", service.get("start_to_ready_seconds"), 10, "s"),
     ]
     return [target.as_dict() for target in targets]
 
@@ -138,7 +144,7 @@ def scenario_rows(results: dict[str, Any]) -> list[str]:
                 number(run["latency_ms"]["p50"], 2),
                 number(run["latency_ms"]["p99"], 2),
                 number(run["cpu_ms_per_request"], 3),
-                f"{number(run['server_cpu_cores'], 2)} / {number(run['loadgen_cpu_cores'], 2)}",
+                " / ".join(number(run[key], 2) for key in ("server_cpu_cores", "loadgen_cpu_cores", "other_cpu_cores")),
                 number(run["peak_rss_mb"]),
                 number(server.get("start_to_ready_seconds"), 2),
                 times(ratios["vs_naive"]),
@@ -154,7 +160,8 @@ def target_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     for target in results["targets"]:
         measured = target["measured"]
-        shown = "–" if measured is None else f"{number(measured, 2 if measured < 100 else 0)} {target['unit']}"
+        unit = "×" if target["unit"] == "x" else f" {target['unit']}"
+        shown = "–" if measured is None else f"{number(measured, 2 if measured < 100 else 0)}{unit}"
         rows.append(f"| {target['name']} | {target['goal']} | {shown} | {verdicts[target['met']]} |")
     return rows
 
@@ -169,7 +176,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"{number(settings['duration_seconds'], 1)} s runs after {number(settings['warmup_seconds'], 1)} s of warm-up, "
         f"median of {settings['repeats']} repeat(s).",
         "",
-        "| scenario | c | req/s | images/s | p50 ms | p99 ms | server CPU ms/req | CPU cores server / loadgen "
+        "| scenario | c | req/s | images/s | p50 ms | p99 ms | server CPU ms/req | CPU cores server / loadgen / other "
         "| peak RSS MB | start to ready s | × naive | × floor | errors |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *scenario_rows(results),

@@ -1,7 +1,9 @@
-"""Run the selected scenarios: each server once, and for each of its scenarios and concurrency levels a warm-up,
-then the measured runs, whose medians are what the report shows.
+"""Run the selected scenarios side by side: start every server first, then interleave the measurements.
 
-Servers run one at a time, in catalog order, so no idle server holds memory or CPU while another is measured.
+Servers are started one at a time, so each start-to-ready time is measured on a quiet machine, and then all of
+them stay up (idle servers use no CPU). The measurements go concurrency level by level, repeat by repeat, and
+within a repeat scenario by scenario, each one a warm-up and then a measured run. On a shared machine whatever
+else is running then slows every scenario alike, and the ratios between them stay meaningful.
 The results are plain JSON-ready dictionaries; bench/README.md describes their fields.
 """
 
@@ -9,7 +11,9 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +25,15 @@ from bench.launcher import RunningServer, ServerStartError, running_server
 from bench.load import LoadGeneratorError, LoadResult, LoadTarget
 from bench.loadgen import run_httpx
 from bench.payloads import Payload
-from bench.procstats import snapshot_group, wait_until_idle
+from bench.procstats import machine_busy_seconds, snapshot_group, wait_until_idle
 from bench.wrk import run_wrk
 
 LoadGenerator = Callable[[LoadTarget, int, float, float], LoadResult]
 LOAD_GENERATORS: dict[str, LoadGenerator] = {"wrk": run_wrk, "httpx": run_httpx}
 MEGABYTE = 1024 * 1024
+SAMPLE_RESPONSE_CHARACTERS = 300
 # The longest the harness waits for a server to work off what a stopped load generator left queued.
 SETTLE_TIMEOUT_SECONDS = 120.0
-SAMPLE_RESPONSE_CHARACTERS = 300
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,17 @@ class RunSettings:
 class PreparedPayload:
     payload: Payload
     body_path: Path
+
+
+@dataclass
+class ScenarioRun:
+    """A scenario bound to its running server, and what has been measured of it so far."""
+
+    spec: ScenarioSpec
+    server: RunningServer
+    target: LoadTarget
+    images_per_request: int
+    record: dict[str, Any]
 
 
 class ScenarioError(RuntimeError):
@@ -77,33 +92,43 @@ def preflight(url: str, prepared: PreparedPayload, timeout_seconds: float) -> st
 def settle(server: RunningServer) -> None:
     waited = wait_until_idle(server.process_group, timeout_seconds=SETTLE_TIMEOUT_SECONDS)
     if waited > 1.0:
-        progress(f"  ({server.spec.name} took {waited:.1f} s to work off the requests left queued)")
+        progress(f"    ({server.spec.name} took {waited:.1f} s to work off the requests left queued)")
 
 
-def measure_once(server: RunningServer, target: LoadTarget, concurrency: int, settings: RunSettings) -> dict:
-    """One measured run: the load generator's result plus the server's CPU time over the same window."""
+def measure_once(run: ScenarioRun, concurrency: int, settings: RunSettings) -> dict[str, Any]:
+    """A warm-up, then one measured run: the load generator's result and the server's CPU time meanwhile."""
     run_load = LOAD_GENERATORS[settings.loadgen]
-    before = snapshot_group(server.process_group)
-    load = run_load(target, concurrency, settings.duration_seconds, settings.request_timeout_seconds)
-    after = snapshot_group(server.process_group)
-    settle(server)
+    group = run.server.process_group
+    if settings.warmup_seconds > 0:
+        run_load(run.target, concurrency, settings.warmup_seconds, settings.request_timeout_seconds)
+        settle(run.server)
+    before, machine_before = snapshot_group(group), machine_busy_seconds()
+    started = time.perf_counter()
+    load = run_load(run.target, concurrency, settings.duration_seconds, settings.request_timeout_seconds)
+    window_seconds = time.perf_counter() - started
+    after, machine_after = snapshot_group(group), machine_busy_seconds()
+    settle(run.server)
     server_cpu_seconds = after.cpu_seconds - before.cpu_seconds
+    # Whatever else ran on the machine meanwhile: other tenants, and the harness itself.
+    other_cpu_seconds = (machine_after - machine_before) - server_cpu_seconds - load.loadgen_cpu_seconds
     return {
         **asdict(load),
         "requests_per_second": load.requests_per_second,
         "server_cpu_seconds": server_cpu_seconds,
         "cpu_ms_per_request": server_cpu_seconds * 1000 / load.requests if load.requests else None,
-        "server_cpu_cores": server_cpu_seconds / load.duration_seconds if load.duration_seconds else None,
-        "loadgen_cpu_cores": load.loadgen_cpu_seconds / load.duration_seconds if load.duration_seconds else None,
+        "server_cpu_cores": server_cpu_seconds / window_seconds,
+        "loadgen_cpu_cores": load.loadgen_cpu_seconds / window_seconds,
+        "other_cpu_cores": max(0.0, other_cpu_seconds) / window_seconds,
+        "server_peak_rss_mb": after.peak_rss_bytes / MEGABYTE,
     }
 
 
-def median_of(repeats: list[dict], key: str) -> float | None:
+def median_of(repeats: list[dict[str, Any]], key: str) -> float | None:
     values = [repeat[key] for repeat in repeats if repeat[key] is not None]
     return statistics.median(values) if values else None
 
 
-def summarize_repeats(concurrency: int, repeats: list[dict], images_per_request: int, peak_rss_bytes: int) -> dict:
+def summarize_repeats(concurrency: int, repeats: list[dict[str, Any]], images_per_request: int) -> dict[str, Any]:
     requests_per_second = median_of(repeats, "requests_per_second") or 0.0
     return {
         "concurrency": concurrency,
@@ -115,24 +140,13 @@ def summarize_repeats(concurrency: int, repeats: list[dict], images_per_request:
         "cpu_ms_per_request": median_of(repeats, "cpu_ms_per_request"),
         "server_cpu_cores": median_of(repeats, "server_cpu_cores"),
         "loadgen_cpu_cores": median_of(repeats, "loadgen_cpu_cores"),
+        "other_cpu_cores": median_of(repeats, "other_cpu_cores"),
         "requests": sum(repeat["requests"] for repeat in repeats),
         "non_2xx": sum(repeat["non_2xx"] for repeat in repeats),
         "errors": sum(repeat["errors"] for repeat in repeats),
-        "peak_rss_mb": peak_rss_bytes / MEGABYTE,
+        "peak_rss_mb": max(repeat["server_peak_rss_mb"] for repeat in repeats),
         "repeats": repeats,
     }
-
-
-def measure_concurrency(
-    server: RunningServer, target: LoadTarget, concurrency: int, images_per_request: int, settings: RunSettings
-) -> dict:
-    run_load = LOAD_GENERATORS[settings.loadgen]
-    if settings.warmup_seconds > 0:
-        run_load(target, concurrency, settings.warmup_seconds, settings.request_timeout_seconds)
-        settle(server)
-    repeats = [measure_once(server, target, concurrency, settings) for _ in range(settings.repeats)]
-    peak_rss_bytes = snapshot_group(server.process_group).peak_rss_bytes
-    return summarize_repeats(concurrency, repeats, images_per_request, peak_rss_bytes)
 
 
 def scenario_record(scenario: ScenarioSpec, prepared: PreparedPayload) -> dict[str, Any]:
@@ -152,31 +166,6 @@ def scenario_record(scenario: ScenarioSpec, prepared: PreparedPayload) -> dict[s
     }
 
 
-def run_scenario(
-    server: RunningServer, scenario: ScenarioSpec, prepared: PreparedPayload, settings: RunSettings
-) -> dict[str, Any]:
-    record = scenario_record(scenario, prepared)
-    url = server.base_url + scenario.path
-    target = LoadTarget(url, prepared.body_path, prepared.payload.content_type)
-    try:
-        record["sample_response"] = preflight(url, prepared, settings.request_timeout_seconds)
-        for concurrency in settings.concurrency_levels:
-            run = measure_concurrency(server, target, concurrency, prepared.payload.images_per_request, settings)
-            record["runs"].append(run)
-            progress(
-                f"  {scenario.name} c={concurrency}: {run['requests_per_second']:,.0f} req/s, "
-                f"p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms, "
-                f"{run['non_2xx'] + run['errors']} errors"
-            )
-    except (ScenarioError, LoadGeneratorError) as error:
-        record["error"] = str(error)
-        progress(f"  {scenario.name} failed: {error}")
-        return record
-    failures = sum(run["non_2xx"] + run["errors"] for run in record["runs"])
-    record["status"] = "errors" if failures else "ok"
-    return record
-
-
 def server_record(spec: ServerSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
@@ -192,46 +181,97 @@ def server_record(spec: ServerSpec) -> dict[str, Any]:
     }
 
 
-def run_server(
-    spec: ServerSpec,
+def start_servers(
+    stack: ExitStack, names: list[str], settings: RunSettings, *, repository_root: Path, log_directory: Path
+) -> tuple[dict[str, RunningServer], dict[str, dict[str, Any]]]:
+    """Start the named servers one after another; the stack stops them all, whatever happens later."""
+    running, records = {}, {}
+    for name in names:
+        spec = SERVERS[name]
+        record = records[name] = server_record(spec)
+        progress(f"{name}: starting")
+        try:
+            server = stack.enter_context(
+                running_server(
+                    spec,
+                    repository_root=repository_root,
+                    model_directory=settings.model_directory,
+                    log_directory=log_directory,
+                    ready_timeout_seconds=settings.ready_timeout_seconds,
+                )
+            )
+        except ServerStartError as error:
+            record["error"] = str(error)
+            progress(f"{name}: could not start: {error}")
+            continue
+        running[name] = server
+        record.update(
+            command=server.command,
+            ready_url=server.base_url + spec.ready_path,
+            status="ready",
+            start_to_ready_seconds=server.start_to_ready_seconds,
+            log=str(server.log_path),
+        )
+        progress(f"{name}: ready in {server.start_to_ready_seconds:.2f} s at {server.base_url}")
+    return running, records
+
+
+def prepare_scenarios(
     scenarios: list[ScenarioSpec],
     payloads: dict[str, PreparedPayload],
+    running: dict[str, RunningServer],
+    server_records: dict[str, dict[str, Any]],
     settings: RunSettings,
-    *,
-    repository_root: Path,
-    log_directory: Path,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Start one server, run its scenarios, stop it; a server that cannot start fails its scenarios only."""
-    record = server_record(spec)
-    progress(f"{spec.name}: starting")
-    try:
-        with running_server(
-            spec,
-            repository_root=repository_root,
-            model_directory=settings.model_directory,
-            log_directory=log_directory,
-            ready_timeout_seconds=settings.ready_timeout_seconds,
-        ) as server:
-            record.update(
-                command=server.command,
-                ready_url=server.base_url + spec.ready_path,
-                status="ready",
-                start_to_ready_seconds=server.start_to_ready_seconds,
-                log=str(server.log_path),
+) -> tuple[list[dict[str, Any]], list[ScenarioRun]]:
+    """A record for every scenario, and the runnable ones: those whose server started and whose first request
+    succeeded."""
+    records, runnable = [], []
+    for scenario in scenarios:
+        prepared = payloads[scenario.payload]
+        record = scenario_record(scenario, prepared)
+        records.append(record)
+        server = running.get(scenario.server)
+        if server is None:
+            first_line = (server_records[scenario.server]["error"] or "").splitlines()[0]
+            record["error"] = f"the {scenario.server} server did not start: {first_line}"
+            continue
+        url = server.base_url + scenario.path
+        try:
+            record["sample_response"] = preflight(url, prepared, settings.request_timeout_seconds)
+        except ScenarioError as error:
+            record["error"] = str(error)
+            progress(f"  {scenario.name} failed: {error}")
+            continue
+        target = LoadTarget(url, prepared.body_path, prepared.payload.content_type)
+        runnable.append(ScenarioRun(scenario, server, target, prepared.payload.images_per_request, record))
+    return records, runnable
+
+
+def measure_level(runs: list[ScenarioRun], concurrency: int, settings: RunSettings) -> list[ScenarioRun]:
+    """Every scenario at one concurrency, repeats interleaved; returns the scenarios still runnable."""
+    repeats: dict[str, list[dict[str, Any]]] = {run.spec.name: [] for run in runs}
+    failed: set[str] = set()
+    for repeat in range(settings.repeats):
+        for run in runs:
+            if run.spec.name in failed:
+                continue
+            try:
+                measured = measure_once(run, concurrency, settings)
+            except LoadGeneratorError as error:
+                run.record["error"] = str(error)
+                progress(f"  {run.spec.name} c={concurrency} failed: {error}")
+                failed.add(run.spec.name)
+                continue
+            repeats[run.spec.name].append(measured)
+            progress(
+                f"  c={concurrency} repeat {repeat + 1}/{settings.repeats} {run.spec.name}: "
+                f"{measured['requests_per_second']:,.0f} req/s, p50 {measured['latency_p50_ms']:.2f} ms, "
+                f"p99 {measured['latency_p99_ms']:.2f} ms, {measured['non_2xx'] + measured['errors']} errors"
             )
-            progress(f"{spec.name}: ready in {server.start_to_ready_seconds:.2f} s at {server.base_url}")
-            results = [run_scenario(server, scenario, payloads[scenario.payload], settings) for scenario in scenarios]
-            end = snapshot_group(server.process_group)
-            record.update(peak_rss_mb=end.peak_rss_bytes / MEGABYTE, end_rss_mb=end.rss_bytes / MEGABYTE)
-    except ServerStartError as error:
-        record["error"] = str(error)
-        progress(f"{spec.name}: could not start: {error}")
-        results = []
-        for scenario in scenarios:
-            failed = scenario_record(scenario, payloads[scenario.payload])
-            failed["error"] = f"the {spec.name} server did not start: {str(error).splitlines()[0]}"
-            results.append(failed)
-    return record, results
+    for run in runs:
+        if run.spec.name not in failed:
+            run.record["runs"].append(summarize_repeats(concurrency, repeats[run.spec.name], run.images_per_request))
+    return [run for run in runs if run.spec.name not in failed]
 
 
 def run_benchmark(
@@ -242,17 +282,21 @@ def run_benchmark(
     repository_root: Path,
     log_directory: Path,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every server that has a selected scenario, in catalog order; returns the server and scenario records."""
-    server_records, scenario_records = [], []
-    for spec in SERVERS.values():
-        own_scenarios = [scenario for scenario in scenarios if scenario.server == spec.name]
-        if not own_scenarios:
-            continue
-        record, results = run_server(
-            spec, own_scenarios, payloads, settings, repository_root=repository_root, log_directory=log_directory
+    """Measure the scenarios; returns the server records and the scenario records, in catalog order."""
+    needed = [name for name in SERVERS if any(scenario.server == name for scenario in scenarios)]
+    with ExitStack() as stack:
+        running, server_records = start_servers(
+            stack, needed, settings, repository_root=repository_root, log_directory=log_directory
         )
-        server_records.append(record)
-        scenario_records.extend(results)
-    order = [scenario.name for scenario in scenarios]
-    scenario_records.sort(key=lambda record: order.index(record["name"]))
-    return server_records, scenario_records
+        scenario_records, runnable = prepare_scenarios(scenarios, payloads, running, server_records, settings)
+        completed = list(runnable)
+        for concurrency in settings.concurrency_levels:
+            runnable = measure_level(runnable, concurrency, settings)
+        for run in completed:
+            failures = sum(level["non_2xx"] + level["errors"] for level in run.record["runs"])
+            if run.record["error"] is None:
+                run.record["status"] = "errors" if failures else "ok"
+        for name, server in running.items():
+            end = snapshot_group(server.process_group)
+            server_records[name].update(peak_rss_mb=end.peak_rss_bytes / MEGABYTE, end_rss_mb=end.rss_bytes / MEGABYTE)
+    return list(server_records.values()), scenario_records

@@ -134,13 +134,17 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", None) or request.headers.get("x-request-id", "")
 
 
+def envelope(error: ServiceError, request_id: str) -> dict[str, Any]:
+    """The one error body."""
+    return {
+        "error": {"code": error.code, "message": error.message, "details": error.details},
+        "request_id": request_id,
+    }
+
+
 def error_response(request: Request, error: ServiceError) -> Response:
     """Render one error as the envelope, with its status and headers."""
-    body = {
-        "error": {"code": error.code, "message": error.message, "details": error.details},
-        "request_id": request_id_of(request),
-    }
-    return json_response(body, status_code=error.status_code, headers=error.headers)
+    return json_response(envelope(error, request_id_of(request)), status_code=error.status_code, headers=error.headers)
 
 
 async def handle_service_error(request: Request, error: Exception) -> Response:
@@ -177,7 +181,11 @@ async def handle_validation_error(request: Request, error: Exception) -> Respons
 async def handle_unexpected_error(request: Request, error: Exception) -> Response:
     """A fault of ours: the traceback goes to the log, the client gets the envelope and the request id."""
     logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id_of(request))
-    wrapped = ServiceError("internal server error; quote the request id when reporting it")
+    wrapped = ServiceError(
+        "internal server error; quote the request id when reporting it",
+        # This handler runs outside the middleware that tags responses, so it tags its own.
+        headers={"X-Request-ID": request_id_of(request), "X-Served-By": getattr(request.state, "replica", "")},
+    )
     return error_response(request, wrapped)
 
 

@@ -311,15 +311,25 @@ def _ink_strength(gray: FloatArray) -> FloatArray:
 
 
 def _background_is_light(gray: FloatArray) -> bool:
-    """The background is the dominant level: ink rarely covers half of an image, and the border can be a desk."""
-    low, high = np.percentile(gray, [1, 99])
-    return float(np.median(gray)) > (low + high) / 2
+    """Is the ink darker than its surroundings? Ink is the sparse, extreme tail of the local contrast.
+
+    The local contrast is each pixel minus a wide blur. Lighting gradients and grey paper mostly cancel out of
+    it, so the sign of its skewness tells dark ink on light paper (negative) from MNIST's bright ink (positive),
+    whatever the overall brightness. Ink covering more than about half of the image would fool it.
+    """
+    sample = gray[:: max(1, gray.shape[0] // 256), :: max(1, gray.shape[1] // 256)]
+    radius = max(sample.shape) / 8
+    blurred = Image.fromarray(np.clip(sample, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
+    contrast = sample - np.asarray(blurred, dtype=np.float32)
+    deviation = contrast - contrast.mean()
+    return float(np.mean(deviation**3)) < 0
 
 
 def _background_level(bright_ink: FloatArray) -> FloatArray:
-    """The smooth level under the ink: a small copy, a minimum filter wider than strokes, then a blur.
+    """The smooth level under the ink: on a small copy, a grey opening wider than strokes, then a blur.
 
-    A window of a third of the image removes strokes narrower than that; lighting varies more slowly. When the
+    The opening (a minimum filter, then a maximum filter of the same window) removes strokes narrower than the
+    window, a third of the image, and unlike a bare minimum filter it follows a lighting gradient without bias. When the
     estimate varies by less than UNIFORM_BACKGROUND_LEVELS the background is taken as uniform (clean drawings).
     """
     height, width = bright_ink.shape
@@ -329,7 +339,8 @@ def _background_level(bright_ink: FloatArray) -> FloatArray:
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(bright_ink, mode="F").resize(small_size, Image.Resampling.BOX))
     window = max(3, min(small_size) // 3 | 1)
-    lower_envelope = np.clip(_window_minimum(small, window), 0, 255).astype(np.uint8)
+    opened = _window_extreme(_window_extreme(small, window, np.minimum), window, np.maximum)
+    lower_envelope = np.clip(opened, 0, 255).astype(np.uint8)
     smooth = Image.fromarray(lower_envelope).filter(ImageFilter.GaussianBlur(window / 2))
     levels = np.asarray(smooth, dtype=np.float32)
     if float(levels.max() - levels.min()) < UNIFORM_BACKGROUND_LEVELS:
@@ -338,12 +349,11 @@ def _background_level(bright_ink: FloatArray) -> FloatArray:
     return np.asarray(full_size, dtype=np.float32)
 
 
-def _window_minimum(values: FloatArray, window: int) -> FloatArray:
-    """The minimum over each pixel's `window` x `window` square (edges replicated), as two 1-D passes."""
-    half = window // 2
-    padded = np.pad(values, half, mode="edge")
-    columns = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1).min(axis=-1)
-    return np.lib.stride_tricks.sliding_window_view(columns, window, axis=0).min(axis=-1)
+def _window_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> FloatArray:
+    """The minimum or maximum over each pixel's `window` x `window` square (edges replicated), in two 1-D passes."""
+    padded = np.pad(values, window // 2, mode="edge")
+    rows = extreme.reduce(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), axis=-1)
+    return extreme.reduce(np.lib.stride_tricks.sliding_window_view(rows, window, axis=0), axis=-1)
 
 
 def _ink_threshold(ink: FloatArray) -> float:
@@ -370,7 +380,9 @@ def _otsu_threshold(ink: FloatArray) -> float:
     mean_below = mass_below / np.maximum(below, 1)
     mean_above = (mass_below[-1] - mass_below) / np.maximum(above, 1)
     separation = below * above * (mean_below - mean_above) ** 2
-    return (int(np.argmax(separation)) + 1) / 255
+    # When the two classes are far apart every level between them separates equally well: take the middle.
+    best = np.flatnonzero(separation >= separation.max() * (1 - 1e-6))
+    return (float(best[0] + best[-1]) / 2 + 1) / 255
 
 
 # Keeping the digit, dropping specks and edge clutter.

@@ -13,10 +13,9 @@ IMAGE_SIDE = 28
 
 # A response shaped like the service's, built once: the floor measures the framework, not the payload.
 CONSTANT_RESPONSE = {
-    "digit": 7,
-    "confidence": 0.99,
-    "probabilities": [0.001] * 7 + [0.99] + [0.001] * 2,
-    "model_version": "floor",
+    "predictions": [{"digit": 7, "confidence": 0.99, "probabilities": [0.001] * 7 + [0.99] + [0.001] * 2}],
+    "model": {"name": "floor", "version": 0},
+    "request_id": "",
 }
 
 

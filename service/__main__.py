@@ -1,0 +1,62 @@
+"""python -m service: serve a model version over HTTP with uvicorn (one process; replicas scale out)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from service.app import create_app
+from service.config import Settings
+
+
+class _HideStartupAbortedTraceback(logging.Filter):
+    """The app already logged why start-up was aborted in one line; uvicorn's traceback of it adds nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "StartupAborted" not in record.getMessage()
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve handwritten-digit predictions over HTTP. Every setting can also be given as an "
+        "environment variable DIGIT_SERVE_<NAME> (see README); flags win over the environment.",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env DIGIT_SERVE_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000; env DIGIT_SERVE_PORT)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="model folder models/<name>/ (default models/mnist_convnet; env DIGIT_SERVE_MODEL_DIR)",
+    )
+    parser.add_argument("--model-version", type=int, help="serve this version (default: the highest)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    overrides = {key: value for key, value in vars(arguments).items() if value is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("uvicorn.error").addFilter(_HideStartupAbortedTraceback())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

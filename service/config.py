@@ -1,0 +1,45 @@
+"""Every knob of the service, in one pydantic-settings class: flags, environment variables (DIGIT_SERVE_*), defaults."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MEBIBYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGIT_SERVE_", protected_namespaces=())
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    model_dir: Path = Field(Path("models/mnist_convnet"), description="A model folder of the repository: <name>/.")
+    model_version: int | None = Field(None, ge=1, description="Serve this version; default: the highest one.")
+    card_schema: Path | None = Field(
+        None, description="JSON Schema of the model card; default: model_card.schema.json beside the model folder."
+    )
+    max_body_bytes: int = Field(4 * MEBIBYTE, ge=1024, description="Largest request body accepted (413 above).")
+    max_images_per_request: int = Field(256, ge=1, description="Most images in one /predict request (422 above).")
+    max_image_pixels: int = Field(
+        40_000_000, ge=784, description="Largest decoded image, width x height, checked from the header (413 above)."
+    )
+    max_batch_size: int = Field(64, ge=1, description="Most images the batcher runs in one model call.")
+    batch_timeout_ms: float = Field(
+        0.0, ge=0, description="How long a partial batch waits for more requests before it runs (0: never waits)."
+    )
+    queue_capacity: int = Field(2048, ge=1, description="Most images waiting for the model; beyond it: 503.")
+    runtime: Literal["savedmodel", "litert"] = Field("savedmodel", description="What runs the model.")
+    inference_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads for inference (0: TF decides).")
+    replica_name: str = Field(
+        default_factory=socket.gethostname, description="Named in every response's X-Served-By header."
+    )
+    graceful_timeout_seconds: int = Field(10, ge=0, description="How long shutdown waits for requests in flight.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
+    access_log: bool = Field(False, description="Log one line per request (uvicorn's access log).")
+
+    def card_schema_path(self) -> Path:
+        return self.card_schema or self.model_dir.parent / "model_card.schema.json"

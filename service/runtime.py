@@ -1,0 +1,113 @@
+"""The model runtime: the only module of the service that imports TensorFlow.
+
+It loads a SavedModel version, checks it against the contract (signature and parameter count), warms it up,
+and classifies batches: uint8 images in, float32 probabilities out. Callers see numpy arrays only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from service.repository import ModelLoadError, ModelVersion
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not ours to log.
+
+import tensorflow as tf
+
+logger = logging.getLogger("service.runtime")
+
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+INPUT_SHAPE = [None, 28, 28, 1]
+OUTPUT_SHAPE = [None, 10]
+
+
+def load_runtime(model: ModelVersion, settings: Any) -> SavedModelRuntime:
+    """The runtime the settings ask for, loaded and checked."""
+    return SavedModelRuntime(model, threads=settings.inference_threads)
+
+
+class SavedModelRuntime:
+    """A loaded, checked SavedModel version; `classify` is thread-safe and takes any batch size."""
+
+    name = "savedmodel"
+
+    def __init__(self, model: ModelVersion, *, threads: int = 1) -> None:
+        self.model = model
+        configure_threads(threads)
+        try:
+            self._saved_model = tf.saved_model.load(str(model.path))
+        except Exception as error:  # TensorFlow raises many types for a broken SavedModel.
+            raise ModelLoadError(model.path, f"not a loadable SavedModel: {_first_line(error)}") from None
+        self._signature = _checked_signature(self._saved_model, model.path)
+        _check_parameter_count(self._signature.variables, model)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (n, 28, 28) in MNIST polarity → float32 probabilities (n, 10)."""
+        pixels = tf.constant(scale_pixels(images))
+        return self._signature(**{INPUT_NAME: pixels})[OUTPUT_NAME].numpy()
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        """Run every batch size the server will use once, and check the answers are probabilities."""
+        for size in sorted(set(batch_sizes)):
+            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.uint8))
+            if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+                raise ModelLoadError(
+                    self.model.path, f"warm-up gave {probabilities.shape} rows that are not probabilities"
+                )
+
+
+def scale_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) → float32 (n, 28, 28, 1) in [0, 1]: the convention the model was trained with."""
+    return (images.astype(np.float32) * np.float32(1 / 255))[..., np.newaxis]
+
+
+def configure_threads(threads: int) -> None:
+    """Set TensorFlow's intra-op threads once, before it starts; later calls (tests) keep what was set."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads else 0)
+    except RuntimeError:
+        pass  # TensorFlow has already started in this process.
+
+
+def _checked_signature(saved_model: Any, path: Any) -> Any:
+    signatures = getattr(saved_model, "signatures", {})
+    if SIGNATURE_NAME not in signatures:
+        raise ModelLoadError(path, f"no {SIGNATURE_NAME!r} signature; found {sorted(signatures)}")
+    signature = signatures[SIGNATURE_NAME]
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
+        raise ModelLoadError(
+            path, f"signature maps {sorted(inputs)} → {sorted(outputs)}; expected ['{INPUT_NAME}'] → ['{OUTPUT_NAME}']"
+        )
+    _check_spec(path, "input", inputs[INPUT_NAME], INPUT_SHAPE)
+    _check_spec(path, "output", outputs[OUTPUT_NAME], OUTPUT_SHAPE)
+    return signature
+
+
+def _check_spec(path: Any, role: str, spec: Any, expected_shape: list[int | None]) -> None:
+    shape = spec.shape.as_list() if spec.shape.rank is not None else None
+    if spec.dtype != tf.float32 or shape != expected_shape:
+        raise ModelLoadError(path, f"signature {role} is {spec.dtype.name} {shape}; expected float32 {expected_shape}")
+
+
+def _check_parameter_count(variables: Iterable[Any], model: ModelVersion) -> None:
+    loaded = int(sum(np.prod(variable.shape) for variable in variables))
+    promised = model.card["architecture"]["total_params"]
+    if loaded != promised:
+        raise ModelLoadError(
+            model.path, f"the model card promises {promised:,} parameters but the SavedModel holds {loaded:,}"
+        )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,125 @@
+"""Typed request and response bodies. They document the API in /docs; the hot path builds the same shapes
+directly (see routes.py), and tests check that every response validates against these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Pixels = list[list[int]] | list[int]
+
+EXAMPLE_PROBABILITIES = [0.0, 0.0, 0.0001, 0.0003, 0.0, 0.0, 0.0, 0.998, 0.0, 0.0016]
+SEVEN = (
+    [[0] * 28 for _ in range(6)] + [[0] * 6 + [84, 185, 159, 151, 60, 36] + [0] * 16] + [[0] * 28 for _ in range(21)]
+)
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["mnist_convnet"])
+    version: int = Field(examples=[1])
+
+
+class PixelsRequest(BaseModel):
+    """One image as 28 rows of 28 integers 0-255 (or 784 flat), white digit on black, sent to the model as is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image": SEVEN}]})
+    image: Pixels
+
+
+class PixelsBatchRequest(BaseModel):
+    """Several images in MNIST format; the response holds one prediction per image, in order."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [SEVEN, SEVEN]}]})
+    images: list[Pixels] = Field(min_length=1)
+
+
+class FileRequest(BaseModel):
+    """One image file (PNG, JPEG, GIF, BMP, WEBP), base64-encoded; a data: URL prefix is accepted."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image_b64": "iVBORw0KGgo..."}]})
+    image_b64: str
+
+
+class FileBatchRequest(BaseModel):
+    """Several base64 image files."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images_b64": ["iVBORw0KGgo..."]}]})
+    images_b64: list[str] = Field(min_length=1)
+
+
+PredictJsonRequest = PixelsRequest | PixelsBatchRequest | FileRequest | FileBatchRequest
+
+
+class Prediction(BaseModel):
+    digit: int = Field(ge=0, le=9, examples=[7])
+    confidence: float = Field(ge=0, le=1, description="The probability of `digit`.", examples=[0.998])
+    probabilities: list[float] = Field(min_length=10, max_length=10, examples=[EXAMPLE_PROBABILITIES])
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model: ModelInfo
+    request_id: str
+
+
+class LayerSummary(BaseModel):
+    name: str = Field(examples=["conv2d"])
+    type: str = Field(description="The Keras layer class.", examples=["Conv2D"])
+    output_shape: list[int | None] = Field(description="null for the batch axis.", examples=[[None, 26, 26, 32]])
+    params: int = Field(examples=[320])
+
+
+class TensorSummary(BaseModel):
+    name: str
+    dtype: str
+    shape: list[int | None]
+    description: str
+
+
+class TrainingMetrics(BaseModel):
+    test_accuracy: float
+    test_loss: float
+    recipe: str
+    epochs_run: int
+    best_epoch: int | None
+    trained_at: str
+    per_class: list[dict[str, Any]]
+
+
+class ModelSummary(BaseModel):
+    model: ModelInfo
+    architecture: str
+    layers: list[LayerSummary]
+    total_params: int = Field(examples=[93322])
+    trainable_params: int
+    non_trainable_params: int
+    input: TensorSummary
+    output: TensorSummary
+    labels: list[str]
+    metrics: TrainingMetrics
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    ready: bool
+    model: ModelInfo | None
+    runtime: str
+    uptime_seconds: float
+    replica: str
+
+
+class ProbeResponse(BaseModel):
+    status: Literal["alive", "ready"]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_shape"])
+    message: str = Field(examples=["image: expected a 28x28 image, got 27x28"])
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+    request_id: str

@@ -1,0 +1,62 @@
+"""What the server holds while it runs: the model version, its runtime, and the batcher in front of it.
+
+`open_serving` is the start-up the lifespan runs: locate the version, load and check it, warm it up for every
+batch size the batcher can form, start the batcher, and only then mark the state ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from service.batching import Batcher
+from service.config import Settings
+from service.repository import ModelVersion, locate_model
+
+logger = logging.getLogger("service.serving")
+
+
+@dataclass
+class ServingState:
+    settings: Settings
+    model: ModelVersion
+    batcher: Batcher
+    runtime_name: str
+    started_at: float = field(default_factory=time.monotonic)
+    ready: bool = False
+
+    def model_info(self) -> dict[str, object]:
+        return {"name": self.model.name, "version": self.model.version}
+
+
+@contextlib.asynccontextmanager
+async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
+    """Load, check and warm the model, run the batcher; raises ModelLoadError if the model cannot be served."""
+    started = time.perf_counter()
+    model = locate_model(settings.model_dir, settings.model_version, settings.card_schema_path())
+    from service.runtime import load_runtime  # TensorFlow is imported here, at start-up, never at import time.
+
+    runtime = await run_in_threadpool(load_runtime, model, settings)
+    await run_in_threadpool(runtime.warm_up, range(1, settings.max_batch_size + 1))
+    batcher = Batcher(
+        runtime.classify,
+        max_batch_size=settings.max_batch_size,
+        timeout_seconds=settings.batch_timeout_ms / 1000,
+        queue_capacity=settings.queue_capacity,
+    )
+    async with batcher:
+        state = ServingState(settings=settings, model=model, batcher=batcher, runtime_name=runtime.name)
+        state.ready = True
+        logger.info(
+            "serving %s version %d from %s with the %s runtime; ready in %.1f s",
+            model.name, model.version, model.path, runtime.name, time.perf_counter() - started,
+        )  # fmt: skip
+        try:
+            yield state
+        finally:
+            state.ready = False

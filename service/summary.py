@@ -1,0 +1,87 @@
+"""/model/summary: what `model.summary()` printed in the seed, rebuilt from the model card (a reloaded SavedModel
+has no summary), as JSON or as the Keras-style text table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.repository import ModelVersion
+
+
+def model_summary(model: ModelVersion) -> dict[str, Any]:
+    card = model.card
+    architecture = card["architecture"]
+    signature = card["signature"]
+    evaluation = card["evaluation"]
+    training = card["training"]
+    return {
+        "model": {"name": model.name, "version": model.version},
+        "architecture": architecture["name"],
+        "layers": [
+            {key: layer[key] for key in ("name", "type", "output_shape", "params")} for layer in architecture["layers"]
+        ],
+        "total_params": architecture["total_params"],
+        "trainable_params": architecture["trainable_params"],
+        "non_trainable_params": architecture["non_trainable_params"],
+        "input": signature["input"],
+        "output": signature["output"],
+        "labels": signature["labels"],
+        "metrics": {
+            "test_accuracy": evaluation["test_accuracy"],
+            "test_loss": evaluation["test_loss"],
+            "recipe": training["recipe"],
+            "epochs_run": training["epochs_run"],
+            "best_epoch": training["best_epoch"],
+            "trained_at": card["created_at"],
+            "per_class": evaluation["per_class"],
+        },
+    }
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The table Keras prints, followed by the totals and the model's test metrics."""
+    rows = [
+        (f"{layer['name']} ({layer['type']})", _shape(layer["output_shape"]), f"{layer['params']:,}")
+        for layer in summary["layers"]
+    ]
+    header = ("Layer (type)", "Output Shape", "Param #")
+    widths = [max(len(row[column]) for row in [header, *rows]) + 2 for column in range(3)]
+
+    def line(cells: tuple[str, str, str]) -> str:
+        return (
+            "│ "
+            + " │ ".join(
+                cell.rjust(width - 2) if column == 2 else cell.ljust(width - 2)
+                for column, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " │"
+        )
+
+    rule = "─" * (sum(widths) + 4)
+    model = summary["model"]
+    metrics = summary["metrics"]
+    lines = [
+        f'Model: "{model["name"]}" version {model["version"]} ({summary["architecture"]})',
+        rule,
+        line(header),
+        rule,
+        *(line(row) for row in rows),
+        rule,
+        f" Total params: {summary['total_params']:,} ({_size(summary['total_params'])})",
+        f" Trainable params: {summary['trainable_params']:,} ({_size(summary['trainable_params'])})",
+        f" Non-trainable params: {summary['non_trainable_params']:,} ({_size(summary['non_trainable_params'])})",
+        f" Test accuracy: {metrics['test_accuracy']:.4f}, test loss: {metrics['test_loss']:.4f} "
+        f"({metrics['recipe']} recipe, {metrics['epochs_run']} epochs)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _shape(shape: list[int | None]) -> str:
+    return "(" + ", ".join("None" if size is None else str(size) for size in shape) + ")"
+
+
+def _size(params: int) -> str:
+    """float32 bytes, as Keras reports them."""
+    size = params * 4
+    return f"{size / 1024:.2f} KB" if size >= 1024 else f"{size:.2f} B"
