@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Pixels = list[list[int]] | list[int]
 
 EXAMPLE_PROBABILITIES = [0.0, 0.0, 0.0001, 0.0003, 0.0, 0.0, 0.0, 0.998, 0.0, 0.0016]
-SEVEN = (
+SEVEN: Any = (
     [[0] * 28 for _ in range(6)] + [[0] * 6 + [84, 185, 159, 151, 60, 36] + [0] * 16] + [[0] * 28 for _ in range(21)]
 )
 
