@@ -73,6 +73,7 @@ def export_version(
     if final.exists() and not force:
         raise ExportError(f"{final} already exists; pass --force to replace it")
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{card.version}-", dir=model_folder))
+    staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; servers running as other users read it.
     try:
         write_saved_model(model, staging)
         check_saved_model(model, staging)
@@ -129,6 +130,12 @@ def _publish(staging: Path, final: Path) -> None:
     os.rename(final, retired)
     os.rename(staging, final)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def read_card(version_folder: Path) -> ModelCard:

@@ -45,6 +45,7 @@ def test_tiny_run_card_validates_and_describes_the_run(tiny_model_repository: Pa
     assert card["evaluation"]["test_accuracy"] == pytest.approx(np.trace(matrix) / 500, abs=1e-6)
     for companion in ("training_curves.png", "confusion_matrix.png", "report.md"):
         assert (card_path.parent / companion).stat().st_size > 0
+    assert (tiny_model_repository / "tiny" / "1").stat().st_mode & 0o005 == 0o005, "others must be able to read it"
 
 
 def test_committed_schema_is_generated_from_the_card_model() -> None:
