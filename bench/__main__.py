@@ -45,7 +45,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(scenario_names())}")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "httpx"), help="auto: wrk when installed (smoke: httpx)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON, markdown and PNG")
-    parser.add_argument("--model-dir", default="models/mnist_convnet", help="model repository, from the repo root")
+    parser.add_argument(
+        "--model-dir",
+        default=os.environ.get("BENCH_MODEL_DIR", "models/mnist_convnet"),
+        help="model folder from the repo root (default: $BENCH_MODEL_DIR, else models/mnist_convnet)",
+    )
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds one request may take")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds a server may take to be ready")
     options = parser.parse_args(argv)

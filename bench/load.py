@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -31,6 +31,8 @@ class LoadResult:
     latency_mean_ms: float
     # CPU time the load generator itself used, to show how much of the machine it took from the server.
     loadgen_cpu_seconds: float = 0.0
+    # How many responses came back with each status code, when the generator counts them (httpx does, wrk not).
+    status_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests_per_second(self) -> float:

@@ -18,6 +18,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Tally:
 
     remaining_budget: int
     latencies_seconds: list[float] = field(default_factory=list)
+    status_counts: Counter[str] = field(default_factory=Counter)
     non_2xx: int = 0
     errors: int = 0
 
@@ -58,6 +60,7 @@ async def worker(client: httpx.AsyncClient, target: LoadTarget, body: bytes, dea
             tally.errors += 1
             continue
         tally.latencies_seconds.append(time.perf_counter() - started)
+        tally.status_counts[str(response.status_code)] += 1
         if not 200 <= response.status_code < 300:
             tally.non_2xx += 1
 
@@ -100,6 +103,7 @@ async def generate_load(
         latency_p99_ms=percentile_ms(latencies, 99),
         latency_max_ms=latencies[-1] * 1000 if latencies else 0.0,
         latency_mean_ms=sum(latencies) / len(latencies) * 1000 if latencies else 0.0,
+        status_counts=dict(tally.status_counts),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -40,6 +41,9 @@ ArrayT = TypeVar("ArrayT", FloatArray, BoolArray)
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP"})
 FORMAT_ALIASES = {"MPO": "JPEG"}
 SUPPORTED_FORMATS_TEXT = "PNG, JPEG, GIF, BMP or WEBP"
+
+# Pillow warns about decompression bombs above this many pixels (its default Image.MAX_IMAGE_PIXELS).
+PILLOW_PIXEL_LIMIT = 89_478_485
 
 # Magic numbers of formats that clients send by mistake, so that the error can name what was sent.
 KNOWN_UNSUPPORTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -109,7 +113,7 @@ def decode_image(data: bytes, *, max_pixels: int, jpeg_draft_side: int | None = 
     if not data:
         raise InvalidImage(f"the file is empty; expected a {SUPPORTED_FORMATS_TEXT} image")
     with _pillow_failures_as_domain_errors():
-        image = _open_supported(data)
+        image = _open_supported(data, max_pixels)
         _check_pixel_count(image.size, max_pixels)
         if jpeg_draft_side is not None:
             _draft_jpeg(image, jpeg_draft_side)
@@ -162,16 +166,13 @@ def file_to_mnist(data: bytes, *, max_pixels: int, preprocess: bool = True) -> n
 def _pillow_failures_as_domain_errors() -> Iterator[None]:
     """Turn whatever Pillow raises on hostile or broken bytes into a client error, never a 500.
 
-    Pillow's own decompression-bomb guard (a warning above 89 megapixels, an error above 179) is reported as
-    `ImageTooLarge`; everything else (OSError for truncated data, SyntaxError, struct.error, EOFError, ValueError,
-    MemoryError, ...) as `InvalidImage`. Our own domain errors pass through untouched.
+    Everything (OSError for truncated data, SyntaxError, struct.error, EOFError, ValueError, MemoryError, a
+    Pillow warning turned into an error, ...) becomes `InvalidImage`; our own domain errors pass through untouched.
     """
     try:
         yield
     except ServiceError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLarge(f"the image declares too many pixels ({error})") from error
     except Exception as error:
         raise InvalidImage(
             f"the image data is corrupt or truncated ({type(error).__name__}: {error}); "
@@ -179,12 +180,20 @@ def _pillow_failures_as_domain_errors() -> Iterator[None]:
         ) from error
 
 
-def _open_supported(data: bytes) -> Image.Image:
-    """Identify the file among the supported formats only (other parsers never see client bytes)."""
+def _open_supported(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header, trying the supported formats only (other parsers never see client bytes).
+
+    Pillow's own decompression-bomb guard fires inside `Image.open` (a warning above 89 megapixels, which may be
+    configured as an error, and an error above 179); both mean the header declares far more than `max_pixels`.
+    """
     try:
         image = Image.open(io.BytesIO(data), formats=sorted(SUPPORTED_FORMATS))
     except UnidentifiedImageError as error:
         raise InvalidImage(_unsupported_format_message(data)) from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(
+            f"the image declares {_declared_pixels_text(str(error))}; the limit is {_pixel_count_text(max_pixels)}"
+        ) from error
     image_format = FORMAT_ALIASES.get(image.format or "", image.format)
     if image_format not in SUPPORTED_FORMATS:
         raise InvalidImage(f"{image.format} images are not supported; send a {SUPPORTED_FORMATS_TEXT} image")
@@ -207,6 +216,12 @@ def _check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
             f"the image is {width}x{height} = {_pixel_count_text(width * height)}; "
             f"the limit is {_pixel_count_text(max_pixels)}"
         )
+
+
+def _declared_pixels_text(bomb_message: str) -> str:
+    """The pixel count in Pillow's bomb message ("Image size (N pixels) exceeds ..."), if it is still worded so."""
+    match = re.search(r"\((\d+) pixels\)", bomb_message)
+    return _pixel_count_text(int(match.group(1))) if match else f"more than {_pixel_count_text(PILLOW_PIXEL_LIMIT)}"
 
 
 def _pixel_count_text(pixels: int) -> str:
@@ -317,12 +332,17 @@ def _background_is_light(gray: FloatArray) -> bool:
     it, so the sign of its skewness tells dark ink on light paper (negative) from MNIST's bright ink (positive),
     whatever the overall brightness. Ink covering more than about half of the image would fool it.
     """
-    sample = gray[:: max(1, gray.shape[0] // 256), :: max(1, gray.shape[1] // 256)]
+    sample = _subsample(gray, 128)
     radius = max(sample.shape) / 8
     blurred = Image.fromarray(np.clip(sample, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
     contrast = sample - np.asarray(blurred, dtype=np.float32)
     deviation = contrast - contrast.mean()
-    return float(np.mean(deviation**3)) < 0
+    return float(np.mean(deviation * deviation * deviation)) < 0
+
+
+def _subsample(values: FloatArray, side: int = 256) -> FloatArray:
+    """Every n-th row and column, so that statistics of a large image look at about `side` x `side` pixels."""
+    return values[:: math.ceil(values.shape[0] / side), :: math.ceil(values.shape[1] / side)]
 
 
 def _background_level(bright_ink: FloatArray) -> FloatArray:
@@ -358,9 +378,10 @@ def _window_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> Float
 
 def _ink_threshold(ink: FloatArray) -> float:
     """Otsu's threshold, raised above the paper's noise and a minimum contrast; BlankImage if nothing passes."""
-    paper = float(np.median(ink))
-    noise = 1.4826 * float(np.median(np.abs(ink - paper)))
-    threshold = max(_otsu_threshold(ink), paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
+    sample = _subsample(ink)
+    paper = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - paper)))
+    threshold = max(_otsu_threshold(sample), paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
     strongest = float(ink.max())
     if strongest < threshold:
         raise BlankImage(

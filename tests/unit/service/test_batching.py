@@ -1,0 +1,146 @@
+"""The micro-batcher in isolation, with a fake model whose answers reveal which image they came from."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.errors import Overloaded
+
+pytestmark = pytest.mark.anyio
+
+
+def echo_model(calls: list[int]) -> object:
+    """Row i of the answer carries the first pixel of image i, so every request can check it got its own rows."""
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        rows = np.zeros((len(images), 10), dtype=np.float32)
+        rows[:, 0] = images[:, 0, 0]
+        return rows
+
+    return classify
+
+
+def images_marked(*marks: int) -> np.ndarray:
+    images = np.zeros((len(marks), 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = marks
+    return images
+
+
+async def test_batcher_gives_each_request_its_own_rows_in_order() -> None:
+    calls: list[int] = []
+    async with Batcher(echo_model(calls), max_batch_size=16) as batcher:
+        requests = [images_marked(*range(i, i + 1 + i % 3)) for i in range(40)]
+        results = await asyncio.gather(*(batcher.classify(images) for images in requests))
+    for images, rows in zip(requests, results, strict=True):
+        assert rows[:, 0].tolist() == images[:, 0, 0].tolist()
+    assert sum(calls) == sum(len(images) for images in requests)
+    assert max(calls) <= 16
+    assert len(calls) < len(requests), "concurrent requests should share model calls"
+
+
+async def test_batcher_runs_a_request_larger_than_the_batch_in_chunks() -> None:
+    calls: list[int] = []
+    async with Batcher(echo_model(calls), max_batch_size=8) as batcher:
+        rows = await batcher.classify(images_marked(*range(20)))
+    assert rows[:, 0].tolist() == list(range(20))
+    assert calls == [8, 8, 4]
+
+
+async def test_batcher_isolates_a_failing_request_from_its_batch_mates() -> None:
+    def classify(images: np.ndarray) -> np.ndarray:
+        if (images[:, 0, 0] == 99).any():
+            raise ValueError("poisoned")
+        return np.repeat(images[:, 0, :1].astype(np.float32), 10, axis=1)
+
+    async with Batcher(classify, max_batch_size=64) as batcher:
+        results = await asyncio.gather(
+            *(batcher.classify(images_marked(mark)) for mark in (1, 99, 3)), return_exceptions=True
+        )
+    assert isinstance(results[1], RuntimeError)
+    assert results[0][0, 0] == 1 and results[2][0, 0] == 3
+
+
+async def test_batcher_refuses_work_beyond_its_queue_capacity() -> None:
+    release = threading.Event()
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return np.zeros((len(images), 10), dtype=np.float32)
+
+    async with Batcher(slow, max_batch_size=4, queue_capacity=6) as batcher:
+        running = asyncio.create_task(batcher.classify(images_marked(1, 2, 3, 4)))
+        await asyncio.sleep(0.05)  # the first batch is now inside the model, out of the queue
+        queued = asyncio.create_task(batcher.classify(images_marked(*range(6))))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as raised:
+            await batcher.classify(images_marked(7))
+        assert raised.value.status_code == 503 and raised.value.headers["Retry-After"] == "1"
+        release.set()
+        assert len(await running) == 4 and len(await queued) == 6
+
+
+async def test_batcher_drops_requests_whose_client_went_away() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        calls.append(len(images))
+        return np.zeros((len(images), 10), dtype=np.float32)
+
+    async def gone() -> bool:
+        return True
+
+    async def here() -> bool:
+        return False
+
+    async with Batcher(slow, max_batch_size=4, stale_after_seconds=0.0) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        abandoned = asyncio.create_task(batcher.classify(images_marked(2, 2), is_disconnected=gone))
+        kept = asyncio.create_task(batcher.classify(images_marked(3), is_disconnected=here))
+        await asyncio.sleep(0.01)
+        release.set()
+        await first
+        assert (await kept)[0, 0] == 0
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+    assert calls == [1, 1]
+    assert batcher.dropped_disconnected == 1
+
+
+async def test_batcher_skips_cancelled_requests() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        calls.append(len(images))
+        return np.zeros((len(images), 10), dtype=np.float32)
+
+    async with Batcher(slow, max_batch_size=8) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        cancelled = asyncio.create_task(batcher.classify(images_marked(2, 2, 2)))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        release.set()
+        await first
+        await asyncio.sleep(0.05)
+    assert calls == [1]
+
+
+async def test_batcher_waits_for_company_when_given_a_timeout() -> None:
+    calls: list[int] = []
+    async with Batcher(echo_model(calls), max_batch_size=8, timeout_seconds=0.05) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.01)
+        second = asyncio.create_task(batcher.classify(images_marked(2)))
+        await asyncio.gather(first, second)
+    assert calls == [2]
