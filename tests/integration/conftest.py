@@ -50,7 +50,18 @@ class ServerProcess:
 
 def start_server(model_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
     port = free_port()
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(model_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model-dir",
+        str(model_dir),
+        *extra,
+    ]
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command, cwd=REPOSITORY_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,

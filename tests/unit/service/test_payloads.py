@@ -8,7 +8,15 @@ import numpy as np
 import orjson
 import pytest
 
-from service.errors import BatchTooLarge, EmptyBatch, InvalidBase64, InvalidJSON, InvalidPixels, InvalidRequest, InvalidShape
+from service.errors import (
+    BatchTooLarge,
+    EmptyBatch,
+    InvalidBase64,
+    InvalidJSON,
+    InvalidPixels,
+    InvalidRequest,
+    InvalidShape,
+)
 from service.payloads import decode_base64, parse_json_payload
 
 
