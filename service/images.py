@@ -318,19 +318,27 @@ def _ink_strength(gray: FloatArray) -> FloatArray:
     """Per pixel, how much ink there is: 0 on the paper, 1 for black ink on white paper, bright ink on black.
 
     Dark ink on light paper is inverted first. The paper's level, which a photo's lighting makes uneven, is
-    estimated and divided out, so that ink in a shadow is as strong as ink in the light.
+    estimated and divided out, so that ink in a shadow is as strong as ink in the light. Of the candidate
+    estimates, the one that leaves the ink most clearly separated from the paper wins.
     """
     bright_ink = 255 - gray if _background_is_light(gray) else gray
-    background = _background_level(bright_ink)
+    inks = [_flattened(bright_ink, background) for background in _background_candidates(bright_ink)]
+    if len(inks) == 1:
+        return inks[0]
+    return max(inks, key=lambda ink: _otsu(_subsample(ink))[1])
+
+
+def _flattened(bright_ink: FloatArray, background: FloatArray) -> FloatArray:
     return (bright_ink - background) / np.maximum(np.float32(255) - background, np.float32(32))
 
 
 def _background_is_light(gray: FloatArray) -> bool:
     """Is the ink darker than the background? Ink is the sparse, extreme tail of the grey levels.
 
-    A plane (least squares) is subtracted first: lighting gradients and grey paper mostly cancel out, so the sign of the residuals' skewness tells dark ink on light paper (negative) from MNIST's bright ink
-    (positive), whatever the overall brightness. Ink covering more than about half of the image would fool it. It is
-    computed on a box-averaged copy of at most 128 px, which, unlike a strided sample, misses no thin stroke.
+    A plane (least squares) is subtracted first, so that a lighting gradient cancels out; then the sign of the
+    residuals' skewness tells dark ink on light paper (negative) from MNIST's bright ink (positive), whatever the
+    overall brightness. Ink covering more than about half of the image would fool it. It is computed on a
+    box-averaged copy of at most 128 px, which, unlike a strided sample, misses no thin stroke.
     """
     factor = math.ceil(max(gray.shape) / 128)
     sample = np.asarray(Image.fromarray(gray, mode="F").reduce(factor), dtype=np.float64) if factor > 1 else gray
@@ -348,28 +356,37 @@ def _subsample(values: FloatArray, side: int = 256) -> FloatArray:
     return values[:: math.ceil(values.shape[0] / side), :: math.ceil(values.shape[1] / side)]
 
 
-def _background_level(bright_ink: FloatArray) -> FloatArray:
-    """The smooth level under the ink: on a small copy, a grey opening wider than strokes, then a blur.
+def _background_candidates(bright_ink: FloatArray) -> list[FloatArray]:
+    """The smooth level under the ink: one estimate for a uniform background, two for an uneven one.
 
-    The opening (a minimum filter, then a maximum filter of the same window) removes strokes narrower than the
-    window, a third of the image, and unlike a bare minimum filter it follows a lighting gradient without bias. When the
-    estimate varies by less than UNIFORM_BACKGROUND_LEVELS the background is taken as uniform (clean drawings).
+    On a small copy, a grey opening (a minimum filter, then a maximum filter of the same window) removes whatever
+    is narrower than its window and, unlike a bare minimum filter, follows a lighting gradient without bias; a
+    blur smooths it. A window of a third of the image is wider than any stroke: if that estimate varies by less
+    than UNIFORM_BACKGROUND_LEVELS the background is uniform (a clean drawing or scan). Otherwise a second
+    estimate with a window of a twelfth follows shadows as well, but it would hollow out strokes wider than that.
     """
     height, width = bright_ink.shape
     if min(height, width) < 16:
-        return np.full_like(bright_ink, float(np.median(bright_ink)))
+        return [np.full_like(bright_ink, float(np.median(bright_ink)))]
     scale = min(1.0, BACKGROUND_SIDE / max(height, width))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(bright_ink, mode="F").resize(small_size, Image.Resampling.BOX))
-    window = max(3, min(small_size) // 3 | 1)
+    coarse = _opened_and_blurred(small, min(small_size) // 3)
+    if float(coarse.max() - coarse.min()) < UNIFORM_BACKGROUND_LEVELS:
+        return [np.full_like(bright_ink, float(np.median(coarse)))]
+    fine = _opened_and_blurred(small, min(small_size) // 12)
+    return [_enlarged(levels, (width, height)) for levels in (coarse, fine)]
+
+
+def _opened_and_blurred(small: FloatArray, window: int) -> FloatArray:
+    window = max(3, window | 1)
     opened = _window_extreme(_window_extreme(small, window, np.minimum), window, np.maximum)
-    lower_envelope = np.clip(opened, 0, 255).astype(np.uint8)
-    smooth = Image.fromarray(lower_envelope).filter(ImageFilter.GaussianBlur(window / 2))
-    levels = np.asarray(smooth, dtype=np.float32)
-    if float(levels.max() - levels.min()) < UNIFORM_BACKGROUND_LEVELS:
-        return np.full_like(bright_ink, float(np.median(levels)))
-    full_size = Image.fromarray(levels, mode="F").resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(full_size, dtype=np.float32)
+    smooth = Image.fromarray(np.clip(opened, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(window / 2))
+    return np.asarray(smooth, dtype=np.float32)
+
+
+def _enlarged(levels: FloatArray, size: tuple[int, int]) -> FloatArray:
+    return np.asarray(Image.fromarray(levels, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _window_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> FloatArray:
@@ -384,7 +401,7 @@ def _ink_threshold(ink: FloatArray) -> float:
     sample = _subsample(ink)
     paper = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - paper)))
-    threshold = max(_otsu_threshold(sample), paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
+    threshold = max(_otsu(sample)[0], paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
     strongest = float(ink.max())
     if strongest < threshold:
         raise BlankImage(
@@ -394,19 +411,26 @@ def _ink_threshold(ink: FloatArray) -> float:
     return threshold
 
 
-def _otsu_threshold(ink: FloatArray) -> float:
-    """The level in 0-1 that best separates two classes of pixels (Otsu, 1979), on a 256-bin histogram."""
+def _otsu(ink: FloatArray) -> tuple[float, float]:
+    """Otsu's (1979) level in 0-1 that best separates two classes of pixels, and how well it does (0-1).
+
+    The second number is the between-class variance over the total variance, on a 256-bin histogram.
+    """
     counts = np.bincount(np.clip(ink * 255, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
     levels = np.arange(256, dtype=np.float64)
+    total = counts.sum()
     below = np.cumsum(counts)
-    above = below[-1] - below
+    above = total - below
     mass_below = np.cumsum(counts * levels)
     mean_below = mass_below / np.maximum(below, 1)
     mean_above = (mass_below[-1] - mass_below) / np.maximum(above, 1)
     separation = below * above * (mean_below - mean_above) ** 2
     # When the two classes are far apart every level between them separates equally well: take the middle.
     best = np.flatnonzero(separation >= separation.max() * (1 - 1e-6))
-    return (float(best[0] + best[-1]) / 2 + 1) / 255
+    threshold = (float(best[0] + best[-1]) / 2 + 1) / 255
+    mean = mass_below[-1] / total
+    variance = float((counts * (levels - mean) ** 2).sum() / total)
+    return threshold, float(separation.max()) / (total * total) / max(variance, 1e-12)
 
 
 # Keeping the digit, dropping specks and edge clutter.
@@ -493,10 +517,11 @@ def _pieces_to_keep(labels: IntArray, areas: npt.NDArray[np.float64], count: int
     clutter = _edge_clutter(labels, areas, count)
     candidates = np.ones(count + 1, dtype=np.bool_)
     candidates[0] = False
-    if areas[~clutter & candidates].max(initial=0) >= 0.2 * areas[candidates].max(initial=0):
+    smallest_digit = max(2.0, MINIMUM_DIGIT_SHARE * image_pixels)
+    if areas[~clutter & candidates].max(initial=0) >= smallest_digit:
         candidates &= ~clutter
     main = int(np.argmax(np.where(candidates, areas, -1)))
-    if areas[main] < max(2.0, MINIMUM_DIGIT_SHARE * image_pixels):
+    if areas[main] < smallest_digit:
         raise BlankImage("no digit found: the only ink is a few isolated specks; send an image with a visible digit")
     gaps = _box_gaps(boxes, boxes[main])
     main_side = float(max(boxes[main, 2] - boxes[main, 0], boxes[main, 3] - boxes[main, 1]) + 1)

@@ -22,8 +22,8 @@ from service.summary import model_summary, summary_text
 router = APIRouter()
 
 
-def get_serving(request: Request) -> ServingState:
-    """The lifespan's serving state; 503 until the model is loaded and warmed up."""
+async def get_serving(request: Request) -> ServingState:
+    """The lifespan's serving state; 503 until the model is loaded and warmed up (async: no threadpool hop)."""
     serving: ServingState | None = getattr(request.state, "serving", None)
     if serving is None or not serving.ready:
         raise ModelNotReady("the model is not loaded yet; retry when /health/ready answers 200")

@@ -28,9 +28,17 @@ INPUT_SHAPE = [None, 28, 28, 1]
 OUTPUT_SHAPE = [None, 10]
 
 
-def load_runtime(model: ModelVersion, settings: Any) -> SavedModelRuntime:
-    """The runtime the settings ask for, loaded and checked."""
-    return SavedModelRuntime(model, threads=settings.inference_threads)
+def load_runtime(model: ModelVersion, settings: Any) -> SavedModelRuntime | LiteRTRuntime:
+    """The runtime the settings ask for, loaded and checked; LiteRT falls back to the SavedModel if it cannot
+    be built or disagrees with it."""
+    saved_model = SavedModelRuntime(model, threads=settings.inference_threads)
+    if settings.runtime != "litert":
+        return saved_model
+    try:
+        return LiteRTRuntime(saved_model, threads=settings.inference_threads, max_batch_size=settings.max_batch_size)
+    except LiteRTUnavailable as error:
+        logger.warning("the LiteRT runtime is not used, serving with the SavedModel signature instead: %s", error)
+        return saved_model
 
 
 class SavedModelRuntime:
@@ -111,3 +119,100 @@ def _check_parameter_count(variables: Iterable[Any], model: ModelVersion) -> Non
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+class LiteRTUnavailable(Exception):
+    """The SavedModel could not be converted to LiteRT, or the conversion does not agree with it."""
+
+
+class LiteRTRuntime:
+    """The same SavedModel converted to LiteRT (TFLite) at load time, for its far smaller per-call overhead.
+
+    An interpreter re-plans its memory whenever its input shape changes, so there is one interpreter per
+    power-of-two batch size; a batch runs as the sum of those sizes (37 = 32 + 4 + 1), never padded.
+    Interpreters are not thread-safe: the batcher calls `classify` from its single inference thread only.
+    """
+
+    name = "litert"
+    tolerance = 1e-5
+
+    def __init__(self, saved_model: SavedModelRuntime, *, threads: int, max_batch_size: int) -> None:
+        self.model = saved_model.model
+        try:
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(self.model.path), signature_keys=[SIGNATURE_NAME])
+            flatbuffer = converter.convert()
+            interpreter_class = _interpreter_class()
+            self._runners = {
+                size: _fixed_size_runner(interpreter_class, flatbuffer, size, threads)
+                for size in _powers_of_two_up_to(max_batch_size)
+            }
+        except Exception as error:  # conversion raises many types; any of them means "use the SavedModel"
+            raise LiteRTUnavailable(f"conversion failed: {_first_line(error)}") from None
+        self._check_agreement(saved_model)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        pixels = scale_pixels(images)
+        results = []
+        start = 0
+        for size in _decompose(len(pixels), max(self._runners)):
+            results.append(self._runners[size](**{INPUT_NAME: pixels[start : start + size]})[OUTPUT_NAME])
+            start += size
+        return results[0] if len(results) == 1 else np.concatenate(results)
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        for size in sorted(set(batch_sizes)):
+            self.classify(np.zeros((size, 28, 28), dtype=np.uint8))
+
+    def _check_agreement(self, saved_model: SavedModelRuntime) -> None:
+        """The converted model must give the SavedModel's answers on a probe batch, or it is not used."""
+        probe = np.random.default_rng(0).integers(0, 256, size=(max(self._runners) + 3, 28, 28), dtype=np.uint8)
+        probe[:8] = probe[:8] * (probe[:8] > 200)  # a few sparse, digit-like images beside the noise
+        expected = saved_model.classify(probe)
+        converted = self.classify(probe)
+        difference = float(np.max(np.abs(expected - converted)))
+        same_digits = bool(np.array_equal(expected.argmax(axis=1), converted.argmax(axis=1)))
+        if difference > self.tolerance or not same_digits:
+            raise LiteRTUnavailable(
+                f"the converted model disagrees with the SavedModel (max difference {difference:.1e}, "
+                f"same digits: {same_digits})"
+            )
+
+
+def _interpreter_class() -> Any:
+    """LiteRT's own package when installed; TensorFlow's built-in (deprecated) interpreter otherwise."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter
+    return Interpreter
+
+
+def _fixed_size_runner(interpreter_class: Any, flatbuffer: bytes, size: int, threads: int) -> Any:
+    interpreter = interpreter_class(model_content=flatbuffer, num_threads=threads or None)
+    input_index = interpreter.get_signature_runner(SIGNATURE_NAME).get_input_details()[INPUT_NAME]["index"]
+    interpreter.resize_tensor_input(input_index, [size, 28, 28, 1], strict=False)
+    interpreter.allocate_tensors()
+    return interpreter.get_signature_runner(SIGNATURE_NAME)
+
+
+def _powers_of_two_up_to(limit: int) -> list[int]:
+    sizes = [1]
+    while sizes[-1] * 2 <= limit:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
+def _decompose(count: int, largest: int) -> list[int]:
+    """count as a sum of powers of two, the largest first: 37 → [32, 4, 1]; 130 with largest 64 → [64, 64, 2]."""
+    sizes = []
+    while count:
+        size = largest
+        while size > count:
+            size //= 2
+        sizes.append(size)
+        count -= size
+    return sizes

@@ -60,3 +60,8 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
             yield state
         finally:
             state.ready = False
+            logger.info(
+                "ran %d batches of %d images in all (mean %.1f per batch); dropped %d requests whose client left",
+                batcher.batches_run, batcher.images_run, batcher.images_run / max(batcher.batches_run, 1),
+                batcher.dropped_disconnected,
+            )  # fmt: skip
