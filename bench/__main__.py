@@ -106,6 +106,8 @@ def machine_description(settings: RunSettings) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # On a shared machine this says how busy it was when the run began.
+        "load_average_at_start": list(os.getloadavg()),
         "wrk": tool_version(["wrk", "-v"]) if settings.loadgen == "wrk" else None,
     }
 

@@ -29,7 +29,7 @@ class ScenarioSpec:
     server: str
     description: str
     path: str
-    # A payload name from bench.payloads.PAYLOAD_NAMES.
+    # A key of bench.payloads.build_payloads(): json, png-multipart or json-batch64.
     payload: str
 
 

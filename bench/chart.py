@@ -19,6 +19,11 @@ def measured_scenarios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [scenario for scenario in results["scenarios"] if scenario["runs"]]
 
 
+def tick_label(scenario: dict[str, Any]) -> str:
+    images = scenario["images_per_request"]
+    return scenario["name"] if images == 1 else f"{scenario['name']}\n({images} images/request)"
+
+
 def draw_chart(results: dict[str, Any], path: Path) -> None:
     scenarios = measured_scenarios(results)
     levels = results["settings"]["concurrency_levels"]
@@ -41,7 +46,7 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
         throughput_axes.bar_label(bars, labels=[f"{value:,.0f}" for value in throughputs], fontsize=7, rotation=90)
         latency_axes.bar(positions, p99s, bar_width, color=color, alpha=0.35, label=f"p99, c={concurrency}")
         latency_axes.bar(positions, p50s, bar_width * 0.6, color=color, label=f"p50, c={concurrency}")
-    names = [scenario["name"] for scenario in scenarios]
+    names = [tick_label(scenario) for scenario in scenarios]
     for axes in (throughput_axes, latency_axes):
         axes.set_xticks(range(len(names)), names)
         axes.set_yscale("log")

@@ -83,9 +83,6 @@ def build_payloads() -> dict[str, Payload]:
     return {payload.name: payload for payload in payloads}
 
 
-PAYLOAD_NAMES = ("json", "png-multipart", "json-batch64")
-
-
 def write_payload(payload: Payload, directory: Path) -> Path:
     """Write the body to a file, which is how both load generators take it."""
     path = directory / f"{payload.name}.body"

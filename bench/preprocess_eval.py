@@ -14,7 +14,8 @@ The forms:
     canvas_rgba          a browser canvas: pen strokes on a transparent background (PNG)
     paper_photo          a phone photo of paper: 1000-3000 px JPEG, thin pen, grey uneven paper, lighting gradient,
                          shadow, noise, blur, JPEG artefacts, sometimes specks, a ruled line or a frame near an edge
-    fat_marker           a fat marker (stroke about a quarter of the digit's height) on white
+    fat_marker           a fat marker (stroke a fifth to a third of the digit's height) on white, PNG
+    marker_photo         a photo of a marker-written digit (stroke a tenth to a quarter of its height), JPEG
     printed              0-9 typeset in every DejaVu font on this machine, in several sizes and places
     png16                16-bit grey PNG of the inverted, enlarged digit
     palette_transparent  palette PNG, 16 grey levels, the background index transparent
@@ -334,6 +335,18 @@ def form_fat_marker(digit: UInt8Array, label: int, rng: np.random.Generator) -> 
     return Sample(encoded(Image.fromarray(255 - np.asarray(coverage)), "PNG"), label)
 
 
+def form_marker_photo(digit: UInt8Array, label: int, rng: np.random.Generator) -> Sample:
+    """A phone photo of a digit written with a fat marker (a whiteboard): 800-2000 px JPEG, uneven light."""
+    skeleton = skeleton_of(digit)
+    longer = int(rng.integers(800, 2001))
+    size = (longer, longer * 3 // 4) if rng.random() < 0.5 else (longer * 3 // 4, longer)
+    digit_height = min(size) * rng.uniform(0.3, 0.6)
+    pen_width = digit_height * rng.uniform(0.1, 0.25)
+    placement = pen_placement(skeleton, size, digit_height, rng, margin=0.05 * min(size) + pen_width / 2)
+    photo = photograph(draw_pen(skeleton, size, placement, pen_width), rng)
+    return Sample(encoded(photo, "JPEG", quality=int(rng.integers(60, 91))), label)
+
+
 def form_png16(digit: UInt8Array, label: int, rng: np.random.Generator) -> Sample:
     levels = np.asarray(inverted_offcentre(digit, rng), dtype=np.uint16) * 257
     return Sample(encoded(Image.fromarray(levels), "PNG"), label)
@@ -377,6 +390,7 @@ DIGIT_FORMS: dict[str, Callable[[UInt8Array, int, np.random.Generator], Sample]]
     "canvas_rgba": form_canvas_rgba,
     "paper_photo": form_paper_photo,
     "fat_marker": form_fat_marker,
+    "marker_photo": form_marker_photo,
     "png16": form_png16,
     "palette_transparent": form_palette_transparent,
 }
@@ -434,6 +448,9 @@ def evaluate(
     return results
 
 
+ABLATIONS = ["no_stroke_width", "no_background_flattening", "coarse_background_only"]
+
+
 @contextmanager
 def ablation(name: str) -> Iterator[None]:
     """Switch one step of the preprocessing off, to measure what it contributes."""
@@ -442,10 +459,18 @@ def ablation(name: str) -> Iterator[None]:
             yield
     elif name == "no_background_flattening":
 
-        def uniform(bright_ink: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-            return np.full_like(bright_ink, float(np.median(bright_ink)))
+        def uniform(bright_ink: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+            return [np.full_like(bright_ink, float(np.median(bright_ink)))]
 
-        with mock.patch.object(images, "_background_level", uniform):
+        with mock.patch.object(images, "_background_candidates", uniform):
+            yield
+    elif name == "coarse_background_only":
+        candidates = images._background_candidates
+
+        def coarse(bright_ink: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+            return candidates(bright_ink)[:1]
+
+        with mock.patch.object(images, "_background_candidates", coarse):
             yield
     else:
         yield
@@ -488,7 +513,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=None, help="a .keras file (default: committed, else seed)")
     parser.add_argument("--forms", default=",".join(ALL_FORMS), help="comma-separated subset of the forms")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ablations", action="store_true", help="also run without stroke width / flattening")
+    parser.add_argument("--ablations", action="store_true", help=f"also run each of {', '.join(ABLATIONS)}")
     parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     return parser.parse_args(argv)
 
@@ -507,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_accuracy = float((classify(digits) == labels).mean())
     print(f"the model on the raw MNIST test set: {100 * raw_accuracy:.2f}%")
     report: dict[str, object] = {"model": str(model_path), "raw_mnist_accuracy": raw_accuracy, "runs": {}}
-    for variant in ["full", *(["no_stroke_width", "no_background_flattening"] if arguments.ablations else [])]:
+    for variant in ["full", *(ABLATIONS if arguments.ablations else [])]:
         print(f"{variant}:")
         with ablation(variant):
             results = evaluate(forms, digits[chosen], labels[chosen], classify, arguments.seed)

@@ -47,6 +47,11 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, dict[str, dict[str, flo
     return ratios
 
 
+def best_images_per_second(results: dict[str, Any], scenario_name: str) -> float | None:
+    runs = [run_at(results, scenario_name, level) for level in results["settings"]["concurrency_levels"]]
+    return max((run["images_per_second"] for run in runs if run), default=None)
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -70,12 +75,12 @@ def at_most(name: str, goal: str, measured: float | None, threshold: float, unit
 def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each met, not met, or not measured (None) in this run."""
     single_ratios = ratios.get(SERVICE_SINGLE_SCENARIO, {}).get("64", {})
+    single_at_64 = run_at(results, SERVICE_SINGLE_SCENARIO, 64)
     single_at_1 = run_at(results, SERVICE_SINGLE_SCENARIO, 1)
-    batch_runs = [
-        run_at(results, SERVICE_BATCH_SCENARIO, concurrency)
-        for concurrency in results["settings"]["concurrency_levels"]
-    ]
-    best_batch = max((run["images_per_second"] for run in batch_runs if run), default=None)
+    best_batch = best_images_per_second(results, SERVICE_BATCH_SCENARIO)
+    # The naive server handles one request at a time whatever the concurrency, and at c=64 its responses leave
+    # in convoys that a fixed window cuts; its best level is its capacity, and the conservative denominator.
+    best_naive = best_images_per_second(results, NAIVE_SCENARIO)
     service = next((server for server in results["servers"] if server["name"] == SERVICE_SERVER), {})
     targets = [
         at_least(
@@ -86,9 +91,9 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
             "x",
         ),
         at_least(
-            "single-image JSON req/s at c=64 over the naive baseline's",
+            "single-image JSON req/s at c=64 over the naive baseline's best",
             "≥ 200×",
-            single_ratios.get("vs_naive"),
+            ratio(single_at_64 and single_at_64["images_per_second"], best_naive),
             200.0,
             "x",
         ),

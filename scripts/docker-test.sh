@@ -38,7 +38,9 @@ cleanup() {
     cat "$REPORT"
   fi
   docker compose --profile train down --volumes --remove-orphans >/dev/null 2>&1 || true
-  docker compose --project-name "$COMPOSE_PROJECT_NAME-empty-models" down --volumes --remove-orphans >/dev/null 2>&1 || true
+  for case in empty-models-folder model-without-versions; do  # tests/docker/test_empty_models.py's stacks
+    docker compose --project-name "$COMPOSE_PROJECT_NAME-$case" down --volumes --remove-orphans >/dev/null 2>&1 || true
+  done
   rm -f "$REPORT"
   exit "$status"
 }
@@ -48,21 +50,25 @@ say "hadolint Dockerfile"
 if command -v hadolint >/dev/null; then
   hadolint Dockerfile
 else
-  docker run --rm -i hadolint/hadolint hadolint - <Dockerfile
+  docker run --rm -i hadolint/hadolint <Dockerfile
 fi
 
+elapsed() { awk -v from="$1" -v to="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", to - from }'; }
+
 say "build the runtime and trainer images"
+started=$EPOCHREALTIME
 docker compose --profile train build
-image_size() { docker image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.2f GB (%d MB)", $1 / 1e9, $1 / 1e6 }'; }
-tag=${DIGIT_SERVE_TAG:-latest}
-echo "image sizes: digit-serve:$tag $(image_size "digit-serve:$tag"), digit-serve-trainer:$tag $(image_size "digit-serve-trainer:$tag")" | tee -a "$REPORT"
+echo "docker compose build (runtime + trainer): $(elapsed "$started")" | tee -a "$REPORT"
+for image in digit-serve digit-serve-trainer; do
+  docker image inspect --format '{{.Size}}' "$image:${DIGIT_SERVE_TAG:-latest}" \
+    | awk -v name="$image" '{ printf "image size: %s %.2f GB (%d MB)\n", name, $1 / 1e9, $1 / 1e6 }' | tee -a "$REPORT"
+done
 
 say "start the stack: $REPLICAS api replicas behind lb on $BASE_URL"
 docker compose --profile train down --volumes --remove-orphans >/dev/null 2>&1
 started=$EPOCHREALTIME
 docker compose up --detach --wait --no-build --scale "api=$REPLICAS"
-awk -v from="$started" -v to="$EPOCHREALTIME" -v replicas="$REPLICAS" \
-  'BEGIN { printf "docker compose up --wait --scale api=%d: %.1f s\n", replicas, to - from }' | tee -a "$REPORT"
+echo "docker compose up --wait --scale api=$REPLICAS: $(elapsed "$started")" | tee -a "$REPORT"
 docker compose ps
 
 say "integration tests against the load balancer"

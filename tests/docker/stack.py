@@ -17,7 +17,9 @@ class Compose:
         self.project = project
         self.environment = os.environ | {"COMPOSE_PROJECT_NAME": project} | (extra_environment or {})
 
-    def run(self, *arguments: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *arguments: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
         completed = subprocess.run(
             ["docker", "compose", *arguments],
             cwd=REPOSITORY_ROOT,
@@ -27,7 +29,9 @@ class Compose:
             timeout=timeout,
         )
         if check and completed.returncode != 0:
-            raise AssertionError(f"docker compose {' '.join(arguments)} exited {completed.returncode}:\n{completed.stderr}")
+            raise AssertionError(
+                f"docker compose {' '.join(arguments)} exited {completed.returncode}:\n{completed.stderr}"
+            )
         return completed
 
     def running_replicas(self) -> list[str]:

@@ -1,4 +1,7 @@
-"""An `api` container started on an empty models folder exits with one clear log line, and Compose calls it unhealthy."""
+"""An `api` container without a model exits with one clear log line, and Compose calls it unhealthy.
+
+Two ways to have no model: an empty models folder, and a model folder (models/mnist_convnet/) without versions.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +15,30 @@ from tests.docker.stack import Compose, report
 MODEL_DIR_IN_CONTAINER = "/app/models/mnist_convnet"
 
 
-@pytest.fixture
-def empty_models_stack(tmp_path: Path, compose: Compose) -> Iterator[Compose]:
-    """A second Compose project whose `api` mounts an empty host folder on /app/models."""
-    empty_folder = tmp_path / "models"
-    empty_folder.mkdir()
-    empty_folder.chmod(0o755)
-    stack = Compose(f"{compose.project}-empty-models", {"DIGIT_SERVE_MODELS": str(empty_folder)})
+@pytest.fixture(params=["empty-models-folder", "model-without-versions"])
+def empty_models_stack(request: pytest.FixtureRequest, tmp_path: Path, compose: Compose) -> Iterator[Compose]:
+    """A second Compose project whose `api` mounts a host folder without any model version on /app/models."""
+    models = tmp_path / "models"
+    models.mkdir(mode=0o755)
+    if request.param == "model-without-versions":
+        (models / "mnist_convnet").mkdir(mode=0o755)
+    stack = Compose(f"{compose.project}-{request.param}", {"DIGIT_SERVE_MODELS": str(models)})
     yield stack
     stack.run("down", "--volumes", "--remove-orphans", check=False)
 
 
 def test_api_with_empty_models_folder_exits_and_is_reported_unhealthy(empty_models_stack: Compose) -> None:
-    started = empty_models_stack.run("up", "--detach", "--wait", "--wait-timeout", "120", "--no-build", "api", check=False)
+    started = empty_models_stack.run(
+        "up", "--detach", "--wait", "--wait-timeout", "120", "--no-build", "api", check=False
+    )
     printed = empty_models_stack.run("logs", "--no-log-prefix", "api")
     logs = printed.stdout + printed.stderr
     state = empty_models_stack.run("ps", "--all", "--format", "{{.State}} {{.Status}}", "api").stdout.strip()
 
     log_lines = [line for line in logs.splitlines() if MODEL_DIR_IN_CONTAINER in line]
+    compose_said = started.stderr.strip().splitlines()[-1:]
     report(
-        f"empty models folder: `up --wait` exited {started.returncode} ({started.stderr.strip().splitlines()[-1:]}); "
+        f"no model ({empty_models_stack.project}): `up --wait` exited {started.returncode} ({compose_said}); "
         f"container {state}; log line: {log_lines[:1]}"
     )
     assert started.returncode != 0

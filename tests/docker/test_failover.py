@@ -121,3 +121,22 @@ def test_stopped_replica_mid_burst_drains_without_failures(
     assert victim not in compose.running_replicas()
     assert result.sent_after(result.action_done_at) >= MIN_SENT_AFTER_GONE
     assert result.failures == []
+
+
+def test_no_replica_running_load_balancer_answers_503_envelope(
+    client: httpx.Client, compose: Compose, restore_replicas: int
+) -> None:
+    compose.run("stop", "api")
+
+    response = client.post("/predict", headers={"X-Request-ID": "no-replica-1"}, **predict_request())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.json() == {
+        "error": {
+            "code": "no_replica_available",
+            "message": "no api replica could answer the request; retry shortly",
+            "details": None,
+        },
+        "request_id": "no-replica-1",
+    }

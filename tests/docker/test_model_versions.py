@@ -35,7 +35,9 @@ def test_trained_version_served_after_api_restart(client: httpx.Client, compose:
     compose.scale_api(replicas)
     after = served_versions(client, replicas)
 
-    report(f"new model version: served {old_version} before training, {sorted(set(after.values()))} after an api restart")
+    report(
+        f"new model version: served {old_version} before training, {sorted(set(after.values()))} after an api restart"
+    )
     assert set(still_served.values()) == {old_version}, "a running replica must keep its model until restarted"
     assert len(after) == replicas
     assert set(after.values()) == {old_version + 1}
