@@ -14,7 +14,7 @@ from service.errors import install_error_handlers
 from service.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
 from service.repository import ModelLoadError
-from service.routes import router
+from service.routes import predict, router
 from service.serving import open_serving
 
 logger = logging.getLogger("service")
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
     )
+    app.add_route("/predict", predict, methods=["POST"], include_in_schema=False)
     app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)

@@ -83,10 +83,6 @@ class BatchTooLarge(InvalidRequest):
     code = "batch_too_large"
 
 
-class InvalidParameter(InvalidRequest):
-    code = "invalid_parameter"
-
-
 class PayloadTooLarge(ServiceError):
     status_code = 413
     code = "payload_too_large"

@@ -325,7 +325,9 @@ def _ink_strength(gray: FloatArray) -> FloatArray:
     inks = [_flattened(bright_ink, background) for background in _background_candidates(bright_ink)]
     if len(inks) == 1:
         return inks[0]
-    return max(inks, key=lambda ink: _otsu(_subsample(ink))[1])
+    coarse, fine = inks
+    strong = 0.5 * float(np.percentile(_subsample(coarse), 99.9))
+    return np.where(coarse >= strong, coarse, fine)
 
 
 def _flattened(bright_ink: FloatArray, background: FloatArray) -> FloatArray:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from service.schemas import SEVEN, ErrorEnvelope, PredictJsonRequest
+from service.schemas import SEVEN, ErrorEnvelope, PredictJsonRequest, PredictResponse
 
 IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
 
@@ -65,16 +65,55 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": ERROR_DESCRIPTIONS[status], "model": ErrorEnvelope} for status in statuses}
 
 
+PREDICT_OPERATION: dict[str, Any] = {
+    "summary": "Classify one or more digit images",
+    "description": "Send images as JSON pixel arrays, base64 files, multipart uploads (field `file`), or a raw "
+    "image body. The response holds one prediction per image, in the order sent.",
+    "operationId": "predict",
+    "parameters": [
+        {
+            "name": "preprocess",
+            "in": "query",
+            "required": False,
+            "description": "`mnist` (default): normalise image files the way MNIST was made; `none`: the files "
+            "already are 28x28 MNIST-style images. JSON pixel arrays are never changed.",
+            "schema": {"type": "string", "enum": ["mnist", "none"], "default": "mnist"},
+        }
+    ],
+    "requestBody": PREDICT_REQUEST_BODY,
+    "responses": {
+        "200": {
+            "description": "One prediction per image",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+        },
+        **{
+            str(status): {
+                "description": ERROR_DESCRIPTIONS[status],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+            }
+            for status in (400, 413, 415, 422, 503)
+        },
+    },
+}
+DOCUMENTED_MODELS: dict[str, Any] = {
+    "PredictJsonRequest": PredictJsonRequest,
+    "PredictResponse": PredictResponse,
+    "ErrorEnvelope": ErrorEnvelope,
+}
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Generate the schema once, adding the JSON request forms that /predict parses by hand."""
+    """Generate the schema once, adding /predict: a plain Starlette route that parses its body by hand."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            request_schema = TypeAdapter(PredictJsonRequest).json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(request_schema.pop("$defs", {}))
-            components["PredictJsonRequest"] = request_schema
+            for name, model in DOCUMENTED_MODELS.items():
+                model_schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[name] = model_schema
+            schema["paths"] = {"/predict": {"post": PREDICT_OPERATION}} | schema["paths"]
             app.openapi_schema = schema
         return app.openapi_schema
 
