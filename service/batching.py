@@ -30,6 +30,10 @@ Classify = Callable[[np.ndarray], np.ndarray]
 DisconnectCheck = Callable[[], Awaitable[bool]]
 
 
+class ClientGone(Exception):
+    """The request was dropped from the queue because its client disconnected; there is no one to answer."""
+
+
 @dataclass
 class _Job:
     images: np.ndarray
@@ -47,7 +51,7 @@ class Batcher:
         *,
         max_batch_size: int = 64,
         timeout_seconds: float = 0.0,
-        queue_capacity: int = 2048,
+        queue_capacity: int = 8192,
         stale_after_seconds: float = 0.05,
     ) -> None:
         self._classify = classify
@@ -74,8 +78,7 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         for job in self._jobs:
-            if not job.future.done():
-                job.future.cancel()
+            _fail(job, ClientGone())
         self._executor.shutdown(wait=True)
 
     @property
@@ -133,7 +136,7 @@ class Batcher:
             return True
         waited_long = now - job.queued_at > self.stale_after_seconds
         if waited_long and job.is_disconnected is not None and await job.is_disconnected():
-            job.future.cancel()
+            job.future.set_exception(ClientGone())
             self.dropped_disconnected += 1
             return True
         return False

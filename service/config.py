@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     batch_timeout_ms: float = Field(
         0.0, ge=0, description="How long a partial batch waits for more requests before it runs (0: never waits)."
     )
-    queue_capacity: int = Field(2048, ge=1, description="Most images waiting for the model; beyond it: 503.")
+    queue_capacity: int = Field(8192, ge=1, description="Most images waiting for the model; beyond it: 503.")
     runtime: Literal["savedmodel", "litert"] = Field("savedmodel", description="What runs the model.")
     inference_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads for inference (0: TF decides).")
     replica_name: str = Field(

@@ -95,9 +95,9 @@ EDGE_CLUTTER_SHARE = 0.8
 # The main piece must hold at least this fraction of the image's pixels (at the working size) to be a digit.
 MINIMUM_DIGIT_SHARE = 0.0002
 
-# MNIST's stroke width in canonical pixels (ink area / half its perimeter, on the binary digit whose longer side
-# is CANONICAL_SIDE): the test set's 10th, 50th and 90th percentiles. Strokes outside the 10-90 range are
-# thickened or thinned to the median.
+# MNIST's stroke width in canonical pixels (see `_stroke_width`; measured on the binary digit whose longer side
+# is CANONICAL_SIDE): the median, 10th and 90th percentiles of 3000 MNIST training digits put through this module.
+# Strokes outside the 10-90 range are thickened or thinned to the median; those inside are left alone.
 MNIST_STROKE_WIDTH = 9.9
 THINNEST_STROKE_WIDTH = 7.5
 THICKEST_STROKE_WIDTH = 13.8
@@ -318,8 +318,9 @@ def _ink_strength(gray: FloatArray) -> FloatArray:
     """Per pixel, how much ink there is: 0 on the paper, 1 for black ink on white paper, bright ink on black.
 
     Dark ink on light paper is inverted first. The paper's level, which a photo's lighting makes uneven, is
-    estimated and divided out, so that ink in a shadow is as strong as ink in the light. Of the candidate
-    estimates, the one that leaves the ink most clearly separated from the paper wins.
+    estimated and divided out, so that ink in a shadow is as strong as ink in the light. An uneven background
+    has two estimates (see `_background_candidates`): the fine one, which also removes shadows, is used except
+    where the coarse one finds strong ink, which the fine one would hollow out if the strokes are fat.
     """
     bright_ink = 255 - gray if _background_is_light(gray) else gray
     inks = [_flattened(bright_ink, background) for background in _background_candidates(bright_ink)]
@@ -343,14 +344,20 @@ def _background_is_light(gray: FloatArray) -> bool:
     box-averaged copy of at most 128 px, which, unlike a strided sample, misses no thin stroke.
     """
     factor = math.ceil(max(gray.shape) / 128)
-    sample = np.asarray(Image.fromarray(gray, mode="F").reduce(factor), dtype=np.float64) if factor > 1 else gray
-    rows, columns = np.indices(sample.shape, dtype=np.float64) / max(sample.shape)
-    rows, columns = rows.ravel(), columns.ravel()
-    surface = np.stack([np.ones_like(rows), rows, columns], axis=1)
-    levels = sample.ravel().astype(np.float64)
-    coefficients = np.linalg.lstsq(surface, levels, rcond=None)[0]
-    residuals = levels - surface @ coefficients
+    sample = np.asarray(Image.fromarray(gray, mode="F").reduce(factor), dtype=np.float32) if factor > 1 else gray
+    residuals: npt.NDArray[np.float64] = sample.astype(np.float64) - _fitted_plane(sample)
     return float(np.mean(residuals * residuals * residuals)) < 0
+
+
+def _fitted_plane(levels: FloatArray) -> npt.NDArray[np.float64]:
+    """The least-squares plane through a full grid: rows and columns are uncorrelated, so each slope is separate."""
+    rows = np.arange(levels.shape[0], dtype=np.float64) - (levels.shape[0] - 1) / 2
+    columns = np.arange(levels.shape[1], dtype=np.float64) - (levels.shape[1] - 1) / 2
+    row_means = levels.mean(axis=1, dtype=np.float64)
+    column_means = levels.mean(axis=0, dtype=np.float64)
+    row_slope = float(row_means @ rows) / max(float(rows @ rows), 1.0)
+    column_slope = float(column_means @ columns) / max(float(columns @ columns), 1.0)
+    return float(row_means.mean()) + row_slope * rows[:, np.newaxis] + column_slope * columns[np.newaxis, :]
 
 
 def _subsample(values: FloatArray, side: int = 256) -> FloatArray:
@@ -392,10 +399,22 @@ def _enlarged(levels: FloatArray, size: tuple[int, int]) -> FloatArray:
 
 
 def _window_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> FloatArray:
-    """The minimum or maximum over each pixel's `window` x `window` square (edges replicated), in two 1-D passes."""
-    padded = np.pad(values, window // 2, mode="edge")
-    rows = extreme.reduce(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), axis=-1)
-    return extreme.reduce(np.lib.stride_tricks.sliding_window_view(rows, window, axis=0), axis=-1)
+    """The minimum or maximum over each pixel's `window` x `window` square (edges replicated)."""
+    down_columns = _running_extreme(values, window, extreme)
+    return _running_extreme(down_columns.T, window, extreme).T
+
+
+def _running_extreme(values: FloatArray, window: int, extreme: np.ufunc) -> FloatArray:
+    """The extreme over a centred window down each column, by doubling spans: O(log window) array operations."""
+    length = values.shape[0]
+    spans = np.pad(values, ((window // 2, window // 2), (0, 0)), mode="edge")
+    span = 1
+    while 2 * span <= window:
+        # Row i holds the extreme of `span` rows starting at i; combining it with row i + span doubles that.
+        spans = extreme(spans[:-span], spans[span:])
+        span *= 2
+    # Two overlapping spans, one at the window's start and one ending at its end, cover it exactly.
+    return extreme(spans[:length], spans[window - span : window - span + length])
 
 
 def _ink_threshold(ink: FloatArray) -> float:
@@ -403,7 +422,7 @@ def _ink_threshold(ink: FloatArray) -> float:
     sample = _subsample(ink)
     paper = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - paper)))
-    threshold = max(_otsu(sample)[0], paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
+    threshold = max(_otsu_threshold(sample), paper + NOISE_DEVIATIONS * noise, paper + MINIMUM_INK_CONTRAST)
     strongest = float(ink.max())
     if strongest < threshold:
         raise BlankImage(
@@ -413,26 +432,19 @@ def _ink_threshold(ink: FloatArray) -> float:
     return threshold
 
 
-def _otsu(ink: FloatArray) -> tuple[float, float]:
-    """Otsu's (1979) level in 0-1 that best separates two classes of pixels, and how well it does (0-1).
-
-    The second number is the between-class variance over the total variance, on a 256-bin histogram.
-    """
+def _otsu_threshold(ink: FloatArray) -> float:
+    """Otsu's (1979) level in 0-1 that best separates two classes of pixels, on a 256-bin histogram."""
     counts = np.bincount(np.clip(ink * 255, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
     levels = np.arange(256, dtype=np.float64)
-    total = counts.sum()
     below = np.cumsum(counts)
-    above = total - below
+    above = below[-1] - below
     mass_below = np.cumsum(counts * levels)
     mean_below = mass_below / np.maximum(below, 1)
     mean_above = (mass_below[-1] - mass_below) / np.maximum(above, 1)
     separation = below * above * (mean_below - mean_above) ** 2
     # When the two classes are far apart every level between them separates equally well: take the middle.
     best = np.flatnonzero(separation >= separation.max() * (1 - 1e-6))
-    threshold = (float(best[0] + best[-1]) / 2 + 1) / 255
-    mean = mass_below[-1] / total
-    variance = float((counts * (levels - mean) ** 2).sum() / total)
-    return threshold, float(separation.max()) / (total * total) / max(variance, 1e-12)
+    return (float(best[0] + best[-1]) / 2 + 1) / 255
 
 
 # Keeping the digit, dropping specks and edge clutter.
@@ -455,12 +467,13 @@ def _digit_mask(ink_mask: BoolArray) -> BoolArray:
 
 
 def _cell_sums(mask: BoolArray, cell: int) -> FloatArray:
-    """The number of inked pixels in each `cell` x `cell` block."""
+    """The number of inked pixels in each `cell` x `cell` block (adding strided slices beats a 4-D sum)."""
     height, width = mask.shape
     rows, columns = math.ceil(height / cell), math.ceil(width / cell)
     padded = np.zeros((rows * cell, columns * cell), dtype=np.float32)
     padded[:height, :width] = mask
-    return padded.reshape(rows, cell, columns, cell).sum(axis=(1, 3))
+    row_sums = sum((padded[offset::cell] for offset in range(1, cell)), start=padded[0::cell].copy())
+    return sum((row_sums[:, offset::cell] for offset in range(1, cell)), start=row_sums[:, 0::cell].copy())
 
 
 class _DisjointSets:
@@ -495,10 +508,12 @@ def _connected_components(mask: BoolArray) -> tuple[IntArray, int]:
         )
     roots = np.array([runs.find(run) for run in range(len(starts))], dtype=np.int64)
     unique_roots, run_labels = np.unique(roots, return_inverse=True)
-    labels = np.zeros((height, width), dtype=np.int64)
-    for row, start, end, label in zip(run_rows.tolist(), starts, ends, (run_labels + 1).tolist(), strict=True):
-        labels[row, start:end] = label
-    return labels, len(unique_roots)
+    lengths = run_ends - run_starts
+    # The flat index of every inked pixel, run by run: each run's first pixel, then steps of one.
+    first_pixels = np.repeat(run_rows * width + run_starts - np.cumsum(lengths) + lengths, lengths)
+    labels = np.zeros(height * width, dtype=np.int64)
+    labels[first_pixels + np.arange(int(lengths.sum()))] = np.repeat(run_labels + 1, lengths)
+    return labels.reshape(height, width), len(unique_roots)
 
 
 def _join_touching_runs(upper: range, lower: range, starts: list[int], ends: list[int], runs: _DisjointSets) -> None:
@@ -514,7 +529,12 @@ def _join_touching_runs(upper: range, lower: range, starts: list[int], ends: lis
 
 
 def _pieces_to_keep(labels: IntArray, areas: npt.NDArray[np.float64], count: int, image_pixels: int) -> BoolArray:
-    """Which components (by label) are the digit: see the constants for the rules."""
+    """Which components (by label) are the digit.
+
+    Edge clutter (lines and frames along the border) is dropped if anything else is large enough to be a digit;
+    the largest remaining piece is the digit's main piece; other pieces stay if they are not specks (relative to
+    the main piece) and lie near it.
+    """
     boxes = _bounding_boxes(labels, count)
     clutter = _edge_clutter(labels, areas, count)
     candidates = np.ones(count + 1, dtype=np.bool_)
@@ -579,19 +599,22 @@ def _binary_strokes(crop: FloatArray, threshold: float) -> FloatArray:
 
     MNIST was made from binary NIST scans; its grey levels come only from anti-aliasing when shrinking to 20 px.
     Small crops are enlarged (bilinear) before thresholding, so that the outline is smooth rather than blocky;
-    large ones are thresholded first and shrunk by blocks, a block being ink if a third of it is, so that
-    one-pixel pen lines survive.
+    large ones are thresholded first and shrunk by blocks, a block being ink if any of its pixels is, so that
+    one-pixel pen lines survive (their width is corrected afterwards).
     """
     height, width = crop.shape
     longer = max(height, width)
+    strokes = crop >= threshold
     if longer < CANONICAL_SIDE:
         scale = CANONICAL_SIDE / longer
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        crop = np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-    strokes = crop >= threshold
-    if longer > LARGEST_STROKE_SIDE:
-        block = math.ceil(longer / LARGEST_STROKE_SIDE)
-        strokes = _cell_sums(strokes, block) >= block * block / 3
+        enlarged = np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR)) >= threshold
+        if not enlarged.any():
+            # Isolated pixels just above the threshold can fall below it when interpolated: keep them blocky.
+            enlarged = np.asarray(Image.fromarray(strokes).resize(size, Image.Resampling.NEAREST), dtype=np.bool_)
+        strokes = enlarged
+    elif longer > LARGEST_STROKE_SIDE:
+        strokes = _cell_sums(strokes, math.ceil(longer / LARGEST_STROKE_SIDE)) > 0
     return strokes.astype(np.float32)
 
 
@@ -708,7 +731,9 @@ def _centred_in_mnist_frame(strokes: FloatArray) -> npt.NDArray[np.uint8]:
 
 
 def _frame_origin(centre: float, first: int, last: int, source_per_output: float) -> float:
-    """Where the frame starts (source pixels) so that `centre` lands on pixel 14's centre, clamped to keep
-    [first, last) inside the frame."""
+    """Where the frame starts, in source pixels, for `centre` to land on pixel 14's centre.
+
+    It is clamped so that the digit's extent [first, last) stays inside the frame.
+    """
     origin = centre - (MNIST_CENTRE + 0.5) * source_per_output
     return min(max(origin, last - MNIST_SIDE * source_per_output), float(first))

@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import PlainTextResponse, Response
 
+from service.batching import ClientGone
 from service.encoding import json_response
 from service.errors import InvalidRequest, ModelNotReady, envelope, request_id_of
 from service.inputs import read_images
@@ -21,6 +22,7 @@ from service.summary import model_summary, summary_text
 
 router = APIRouter()
 PREPROCESS_OPTIONS = ("mnist", "none")
+CLIENT_CLOSED_REQUEST = 499
 
 
 async def get_serving(request: Request) -> ServingState:
@@ -43,7 +45,10 @@ async def predict(request: Request) -> Response:
     """
     serving = await get_serving(request)
     images = await read_images(request, serving.settings, preprocess=_preprocess_option(request))
-    probabilities = await serving.batcher.classify(images, request.is_disconnected)
+    try:
+        probabilities = await serving.batcher.classify(images, request.is_disconnected)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it; nginx's code for the case
     return json_response(prediction_body(probabilities, serving.model_info(), request_id_of(request)))
 
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.batching import Batcher, ClientGone
 from service.errors import Overloaded
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +109,7 @@ async def test_batcher_drops_requests_whose_client_went_away() -> None:
         release.set()
         await first
         assert (await kept)[0, 0] == 0
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(ClientGone):
             await abandoned
     assert calls == [1, 1]
     assert batcher.dropped_disconnected == 1
