@@ -66,6 +66,8 @@ MNIST_SIDE = 28
 MNIST_BOX = 20
 MNIST_CENTRE = 14.0
 
+# The modes Pillow can shrink by averaging (Image.reduce); others are converted first.
+AVERAGEABLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr"})
 # Huge photos are shrunk by an integer factor (a cheap box average) until their longer side is at most this;
 # a digit that fills a tenth of a 4000 px photo is still about 50 px tall at this size.
 WORKING_SIDE = 512
@@ -266,16 +268,23 @@ def _grayscale_on_white(image: Image.Image) -> FloatArray:
 
 
 def _grayscale(image: Image.Image, *, transparent_level: float) -> FloatArray:
-    """Grey levels 0-255 (float32) at most WORKING_SIDE large, from any Pillow mode."""
+    """Grey levels 0-255 (float32) at most WORKING_SIDE large, from any Pillow mode.
+
+    The image is shrunk before any conversion where Pillow can average its mode (it premultiplies alpha), so a
+    huge photo is never copied or converted at full size.
+    """
     if image.mode.startswith("I;16"):
         return _shrunk_array(image.convert("I")) / np.float32(257)
     if image.mode in ("I", "F"):
         return _scaled_to_8_bits(_shrunk_array(image))
-    if image.has_transparency_data:
-        return _composited(_shrunk(image.convert("RGBA")), transparent_level)
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("L" if image.mode in ("1", "P") else "RGB")
-    return np.asarray(_shrunk(image).convert("L"), dtype=np.float32)
+    transparent = image.has_transparency_data
+    if image.mode not in AVERAGEABLE_MODES or (transparent and image.mode not in ("RGBA", "LA")):
+        # Palettes, bilevel images, colour-key transparency and rare modes are expanded first.
+        image = image.convert("RGBA" if transparent else "L" if image.mode in ("1", "P") else "RGB")
+    image = _shrunk(image)
+    if image.mode in ("RGBA", "LA"):
+        return _composited(image, transparent_level)
+    return np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.float32)
 
 
 def _shrunk(image: Image.Image) -> Image.Image:
@@ -304,10 +313,10 @@ def _scaled_to_8_bits(values: FloatArray) -> FloatArray:
     return (values - np.float32(low)) * np.float32(255 / (high - low))
 
 
-def _composited(rgba: Image.Image, transparent_level: float) -> FloatArray:
-    """Luma composited over a uniform background of `transparent_level`."""
-    luma = np.asarray(rgba.convert("L"), dtype=np.float32)
-    opacity = np.asarray(rgba.getchannel("A"), dtype=np.float32) / np.float32(255)
+def _composited(image: Image.Image, transparent_level: float) -> FloatArray:
+    """Luma of an RGBA or LA image composited over a uniform background of `transparent_level`."""
+    luma = np.asarray(image.convert("L"), dtype=np.float32)
+    opacity = np.asarray(image.getchannel("A"), dtype=np.float32) / np.float32(255)
     return luma * opacity + np.float32(transparent_level) * (1 - opacity)
 
 

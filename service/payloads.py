@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ PIXEL_FORMS = ("image", "images")
 FILE_FORMS = ("image_b64", "images_b64")
 ALL_FORMS = PIXEL_FORMS + FILE_FORMS
 PIXEL_RULE = "pixels must be integers 0-255, white digit on black (MNIST polarity)"
+INTEGER_ARRAY_BYTES = b"0123456789,[] \t\r\n}"
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -122,22 +124,28 @@ def _checked_batch(value: Any, form: str, max_images: int) -> list[Any]:
 
 
 def _fast_pixels(images: list[Any], body: bytes) -> np.ndarray | None:
-    """numpy reads well-formed input in one call; anything it doubts goes to the slow walk."""
-    if b"true" in body or b"false" in body:
-        return None  # numpy would silently read booleans as 0 and 1.
+    """Well-formed input read in C loops; anything it doubts goes to the slow walk, which names the fault.
+
+    The body's array part must hold nothing but digits, commas, brackets and spaces: then every pixel is a
+    non-negative JSON integer (no floats, strings, booleans or nulls, which numpy would quietly coerce), and
+    `np.fromiter` over the flattened lists is safe and about twice as fast as `np.asarray` on nested lists.
+    """
+    start = body.find(b"[")
+    if start < 0 or body[start:].translate(None, INTEGER_ARRAY_BYTES):
+        return None
     try:
-        array = np.asarray(images)
-    except (ValueError, OverflowError, TypeError):
+        if all(len(image) == SIDE and all(len(row) == SIDE for row in image) for image in images):
+            pixels = chain.from_iterable(chain.from_iterable(images))
+        elif all(len(image) == PIXELS for image in images):
+            pixels = chain.from_iterable(images)
+        else:
+            return None
+        array = np.fromiter(pixels, dtype=np.int64, count=len(images) * PIXELS)
+    except (TypeError, ValueError, OverflowError):  # a number where a list should be, or a list for a number
         return None
-    if array.dtype.kind not in "iu" or array.size == 0:
+    if array.max() > 255:
         return None
-    if array.shape[1:] == (PIXELS,):
-        array = array.reshape(-1, SIDE, SIDE)
-    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
-        return None
-    if array.min() < 0 or array.max() > 255:
-        return None
-    return array.astype(np.uint8)
+    return array.astype(np.uint8).reshape(-1, SIDE, SIDE)
 
 
 def _explain_image(image: Any, where: str) -> None:

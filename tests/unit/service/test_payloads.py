@@ -128,3 +128,16 @@ def test_parse_json_payload_collects_base64_files_with_their_names() -> None:
     payload = parse_json_payload(body({"images_b64": ["aGVsbG8=", "d29ybGQ"]}), max_images=4)
     assert payload.files == [b"hello", b"world"]
     assert payload.file_names == ["images_b64[0]", "images_b64[1]"]
+
+
+def test_parse_json_payload_rejects_exponent_notation_floats() -> None:
+    raw = body({"image": [[0] * 28] * 28}).replace(b"[0,", b"[2e1,", 1)
+    with pytest.raises(InvalidPixels, match=r"image\[0\]\[0\] is 20.0"):
+        parse_json_payload(raw, max_images=4)
+
+
+def test_parse_json_payload_reads_a_full_batch_of_256_quickly_and_exactly() -> None:
+    images = np.random.default_rng(7).integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    payload = parse_json_payload(body({"images": images.tolist()}), max_images=256)
+    assert payload.pixels is not None
+    np.testing.assert_array_equal(payload.pixels, images)
