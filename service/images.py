@@ -377,15 +377,18 @@ def _subsample(values: FloatArray, side: int = 256) -> FloatArray:
 def _background_candidates(bright_ink: FloatArray) -> list[FloatArray]:
     """The smooth level under the ink: one estimate for a uniform background, two for an uneven one.
 
-    On a small copy, a grey opening (a minimum filter, then a maximum filter of the same window) removes whatever
-    is narrower than its window and, unlike a bare minimum filter, follows a lighting gradient without bias; a
-    blur smooths it. A window of a third of the image is wider than any stroke: if that estimate varies by less
-    than UNIFORM_BACKGROUND_LEVELS the background is uniform (a clean drawing or scan). Otherwise a second
-    estimate with a window of a twelfth follows shadows as well, but it would hollow out strokes wider than that.
+    A clean drawing or scan has a uniform background: see `_uniform_background_level`. Otherwise, on a small
+    copy, a grey opening (a minimum filter, then a maximum filter of the same window) removes whatever is narrower
+    than its window and, unlike a bare minimum filter, follows a lighting gradient without bias; a blur smooths
+    it. A window of a third of the image is wider than almost any stroke; if even that estimate varies by less
+    than UNIFORM_BACKGROUND_LEVELS, the background is uniform after all. Otherwise a second estimate with a
+    window of a twelfth follows shadows as well, but it would hollow out strokes wider than that.
     """
     height, width = bright_ink.shape
-    if min(height, width) < 16:
-        return [np.full_like(bright_ink, float(np.median(bright_ink)))]
+    uniform_level = _uniform_background_level(bright_ink)
+    if uniform_level is not None or min(height, width) < 16:
+        level = uniform_level if uniform_level is not None else float(np.median(bright_ink))
+        return [np.full_like(bright_ink, level)]
     scale = min(1.0, BACKGROUND_SIDE / max(height, width))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(bright_ink, mode="F").resize(small_size, Image.Resampling.BOX))
@@ -394,6 +397,17 @@ def _background_candidates(bright_ink: FloatArray) -> list[FloatArray]:
         return [np.full_like(bright_ink, float(np.median(coarse)))]
     fine = _opened_and_blurred(small, min(small_size) // 12)
     return [_enlarged(levels, (width, height)) for levels in (coarse, fine)]
+
+
+def _uniform_background_level(bright_ink: FloatArray) -> float | None:
+    """The background's level if it is uniform: its pixels (Otsu's darker class) span less than
+    UNIFORM_BACKGROUND_LEVELS between their 5th and 95th percentiles. This holds however fat the strokes are."""
+    sample = _subsample(bright_ink)
+    background = sample[sample < 255 * _otsu_threshold(sample / np.float32(255))]
+    if background.size == 0:
+        return None
+    low, middle, high = np.percentile(background, [5, 50, 95])
+    return float(middle) if high - low < UNIFORM_BACKGROUND_LEVELS else None
 
 
 def _opened_and_blurred(small: FloatArray, window: int) -> FloatArray:

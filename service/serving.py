@@ -43,7 +43,7 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
     from service.runtime import load_runtime  # TensorFlow is imported here, at start-up, never at import time.
 
     runtime = await run_in_threadpool(load_runtime, model, settings)
-    await run_in_threadpool(runtime.warm_up, range(1, settings.max_batch_size + 1))
+    await run_in_threadpool(runtime.warm_up)
     batcher = Batcher(
         runtime.classify,
         max_batch_size=settings.max_batch_size,
