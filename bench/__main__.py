@@ -36,7 +36,9 @@ SMOKE_DEFAULTS = {"duration": 1.0, "warmup": 0.5, "concurrency": "1,4", "loadgen
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark digit-serve against the naive baseline and the framework floor."
+    )
     parser.add_argument("--smoke", action="store_true", help="seconds-long run of the floor and service-json")
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 10; smoke 1)")
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (default 2)")

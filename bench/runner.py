@@ -298,5 +298,9 @@ def run_benchmark(
                 run.record["status"] = "errors" if failures else "ok"
         for name, server in running.items():
             end = snapshot_group(server.process_group)
-            server_records[name].update(peak_rss_mb=end.peak_rss_bytes / MEGABYTE, end_rss_mb=end.rss_bytes / MEGABYTE)
+            # The group's summed peak drops if a short-lived member exits, so keep the highest one seen.
+            own_runs = [run for run in completed if run.spec.server == name]
+            seen = [level["peak_rss_mb"] for run in own_runs for level in run.record["runs"]]
+            peak_rss_mb = max([end.peak_rss_bytes / MEGABYTE, *seen])
+            server_records[name].update(peak_rss_mb=peak_rss_mb, end_rss_mb=end.rss_bytes / MEGABYTE)
     return list(server_records.values()), scenario_records
