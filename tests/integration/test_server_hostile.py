@@ -1,0 +1,111 @@
+"""A corpus of hostile and malformed requests: each gets a clear 4xx in the envelope, and the server lives on."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import httpx
+import pytest
+from PIL import Image
+
+from service.schemas import ErrorEnvelope
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gif_with_many_frames(frames: int) -> bytes:
+    images = [Image.new("L", (64, 64), 255 if i % 2 else 0) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def bmp_header_claiming(width: int, height: int) -> bytes:
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info) + 16, 0, 0, 14 + len(info)) + info + b"\x00" * 16
+
+
+def deeply_nested(depth: int) -> bytes:
+    return b'{"image": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def raw(content: bytes, content_type: str) -> dict[str, object]:
+    return {"content": content, "headers": {"content-type": content_type}}
+
+
+JSON, PNG = "application/json", "image/png"
+HOSTILE: dict[str, dict[str, object]] = {
+    "utf16 json": raw('{"image": [0]}'.encode("utf-16"), JSON),
+    "deep nesting": raw(deeply_nested(5000), JSON),
+    "json null": raw(b"null", JSON),
+    "json with NaN": raw(b'{"image": [NaN]}', JSON),
+    "json huge exponent": raw(b'{"image": [1e999999]}', JSON),
+    "json giant integer": raw(b'{"image": [' + b"9" * 5000 + b"]}", JSON),
+    "json duplicate keys": raw(b'{"image": [0], "image": "x"}', JSON),
+    "empty png body": raw(b"", PNG),
+    "png signature only": raw(b"\x89PNG\r\n\x1a\n", PNG),
+    "png with bad crc": raw(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\x01" * 17, PNG),
+    "bmp claiming huge size": raw(bmp_header_claiming(60_000, 60_000), "image/bmp"),
+    "bmp with zero width": raw(bmp_header_claiming(0, 10), "image/bmp"),
+    "jpeg header only": raw(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+    "blank white png": raw(png_bytes(Image.new("L", (100, 100), 255)), PNG),
+    "fully transparent png": raw(png_bytes(Image.new("RGBA", (64, 64), (0, 0, 0, 0))), PNG),
+    "svg as png": raw(b"<svg xmlns='http://www.w3.org/2000/svg'/>", PNG),
+    "multipart without boundary": raw(b"--x\r\n", "multipart/form-data"),
+    "multipart garbage": raw(b"not multipart at all", "multipart/form-data; boundary=abc"),
+    "multipart text field named file": {"data": {"file": "hello"}, "files": {"other": ("a", b"x")}},
+    "multipart too many files": {"files": [("file", (f"{i}.png", b"x", "image/png")) for i in range(300)]},
+    "form urlencoded": {"data": {"image": "1,2,3"}},
+    "xml": raw(b"<image/>", "application/xml"),
+    "content type with junk params": raw(b"{}", 'application/json; charset=utf-8; x="\\'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_request_gets_a_clear_4xx(client: httpx.Client, name: str) -> None:
+    response = client.post("/predict", **HOSTILE[name])  # type: ignore[arg-type]
+    assert 400 <= response.status_code < 500, f"{name}: {response.status_code} {response.text[:300]}"
+    envelope = ErrorEnvelope.model_validate(response.json())
+    assert len(envelope.error.message) > 10
+    assert client.get("/health/live").status_code == 200
+
+
+def test_hostile_gif_with_many_frames_uses_the_first(client: httpx.Client) -> None:
+    response = client.post("/predict", content=gif_with_many_frames(300), headers={"content-type": "image/gif"})
+    assert response.status_code in (200, 422), response.text  # the first frame is blank black: 422 blank_image
+    if response.status_code == 422:
+        assert response.json()["error"]["code"] == "blank_image"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_hostile_methods_are_405_in_the_envelope(client: httpx.Client, method: str) -> None:
+    response = client.request(method, "/predict")
+    assert response.status_code == 405
+    ErrorEnvelope.model_validate(response.json())
+
+
+def test_hostile_request_id_header_is_not_echoed_when_unsafe(client: httpx.Client) -> None:
+    response = client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] != "x" * 500 and len(response.headers["x-request-id"]) == 32
+
+
+def test_hostile_png_bomb_in_multipart_and_base64(client: httpx.Client) -> None:
+    header = struct.pack(">IIBBBBB", 90_000, 90_000, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    data = zlib.compress(b"\x00" * 90_001 * 4)  # a few rows: a real bomb would inflate to 8 GB
+    idat = struct.pack(">I", len(data)) + b"IDAT" + data + struct.pack(">I", zlib.crc32(b"IDAT" + data))
+    bomb = b"\x89PNG\r\n\x1a\n" + ihdr + idat
+    for response in (
+        client.post("/predict", files={"file": ("bomb.png", bomb, "image/png")}),
+        client.post("/predict", json={"images_b64": [base64.b64encode(bomb).decode()]}),
+    ):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "image_too_large"
