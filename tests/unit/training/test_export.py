@@ -110,3 +110,19 @@ def test_cli_help_documents_every_option() -> None:
     for option in ("--arch", "--recipe", "--data", "--model-dir", "--name", "--version", "--force", "--epochs",
                    "--seed", "--quiet", "--limit-train", "--limit-test"):  # fmt: skip
         assert option in completed.stdout
+
+
+def test_cli_same_seed_repeats_the_run(tmp_path: Path, mnist_npz: Path) -> None:
+    cards = []
+    for run in ("first", "second"):
+        completed = subprocess.run(
+            [sys.executable, "-m", "training", "--data", str(mnist_npz), "--recipe", "default", "--epochs", "1",
+             "--limit-train", "600", "--limit-test", "200", "--seed", "7", "--model-dir", str(tmp_path / run), "--quiet"],
+            capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=300,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr
+        cards.append(read_card(tmp_path / run / "mnist_convnet" / "1"))
+    first, second = cards
+    assert first.training.history[0].loss == second.training.history[0].loss
+    assert first.evaluation.confusion_matrix == second.evaluation.confusion_matrix
+    assert first.evaluation.test_loss == second.evaluation.test_loss
