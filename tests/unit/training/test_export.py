@@ -117,7 +117,8 @@ def test_cli_same_seed_repeats_the_run(tmp_path: Path, mnist_npz: Path) -> None:
     for run in ("first", "second"):
         completed = subprocess.run(
             [sys.executable, "-m", "training", "--data", str(mnist_npz), "--recipe", "default", "--epochs", "1",
-             "--limit-train", "600", "--limit-test", "200", "--seed", "7", "--model-dir", str(tmp_path / run), "--quiet"],
+             "--limit-train", "600", "--limit-test", "200", "--seed", "7",
+             "--model-dir", str(tmp_path / run), "--quiet"],
             capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=300,
         )  # fmt: skip
         assert completed.returncode == 0, completed.stderr
