@@ -37,6 +37,8 @@ def uvicorn_command(application: str) -> tuple[str, ...]:
     return ("{python}", "-m", "uvicorn", application, "--host", HOST, "--port", "{port}", "--no-access-log")
 
 
+SERVICE_COMMAND = ("{python}", "-m", "service", "--host", HOST, "--port", "{port}", "--model-dir", "{model_dir}")
+
 SERVERS: dict[str, ServerSpec] = {
     "floor": ServerSpec(
         name="floor",
@@ -47,10 +49,18 @@ SERVERS: dict[str, ServerSpec] = {
     ),
     "service": ServerSpec(
         name="service",
-        description="digit-serve",
-        command=("{python}", "-m", "service", "--host", HOST, "--port", "{port}", "--model-dir", "{model_dir}"),
+        description="digit-serve, default settings (the SavedModel signature runs the model)",
+        command=SERVICE_COMMAND,
         ready_path="/health/ready",
         required_file="service/__main__.py",
+    ),
+    "service-litert": ServerSpec(
+        name="service-litert",
+        description="digit-serve with DIGIT_SERVE_RUNTIME=litert (converted from the SavedModel at start-up)",
+        command=SERVICE_COMMAND,
+        ready_path="/health/ready",
+        required_file="service/__main__.py",
+        environment={"DIGIT_SERVE_RUNTIME": "litert"},
     ),
     "naive": ServerSpec(
         name="naive",
@@ -68,6 +78,14 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
     ScenarioSpec("service-json", "service", "digit-serve, one 28x28 JSON image", "/predict", "json"),
     ScenarioSpec("service-png", "service", "digit-serve, one PNG upload (multipart)", "/predict", "png-multipart"),
     ScenarioSpec("service-batch64", "service", "digit-serve, batches of 64 JSON images", "/predict", "json-batch64"),
+    ScenarioSpec("litert-json", "service-litert", "digit-serve on LiteRT, one 28x28 JSON image", "/predict", "json"),
+    ScenarioSpec(
+        "litert-batch64",
+        "service-litert",
+        "digit-serve on LiteRT, batches of 64 JSON images",
+        "/predict",
+        "json-batch64",
+    ),
     ScenarioSpec("naive", "naive", "naive baseline, one 28x28 JSON image", "/predict", "json"),
 )
 
