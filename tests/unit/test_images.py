@@ -223,12 +223,44 @@ def test_normalise_to_mnist_uneven_photo_matches_clean_drawing(seven_result: npt
     assert mean_difference(result, seven_result) < 10
 
 
+def test_normalise_to_mnist_paper_on_a_dark_desk_finds_the_digit(seven_result: npt.NDArray[np.uint8]) -> None:
+    photo = Image.new("L", (400, 400), 60)
+    photo.paste(200, (50, 30, 370, 350))
+    photo.paste(ImageOps.invert(seven(size=(280, 280))).point(lambda level: 40 + level * 160 // 255), (70, 50))
+
+    result = file_to_mnist(encoded(photo, "JPEG", quality=85), max_pixels=MAX_PIXELS)
+
+    assert mean_difference(result, seven_result) < 10
+
+
+def test_normalise_to_mnist_box_printed_around_the_digit_is_dropped(seven_result: npt.NDArray[np.uint8]) -> None:
+    # A form's answer box, well inside the image: the box encloses the digit, so it cannot be part of it.
+    form = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(form).rectangle([50, 50, 350, 350], outline=0, width=4)
+    form.paste(ImageOps.invert(seven(size=(280, 280), pen=14)), (60, 60))
+
+    result = normalise_to_mnist(form)
+
+    assert mean_difference(result, normalise_to_mnist(ImageOps.invert(seven(size=(280, 280), pen=14)))) < 2
+
+
+def test_normalise_to_mnist_tight_crop_of_fat_ink_keeps_polarity() -> None:
+    # A fat "0" cropped to its own box: ink covers most of the image, yet the white corners are the background.
+    zero = Image.new("L", (200, 300), 255)
+    ImageDraw.Draw(zero).ellipse([0, 0, 199, 299], outline=0, width=70)
+
+    result = normalise_to_mnist(zero)
+
+    assert result[14, 14] < 64
+    assert result[14, 7:12].max() > 128 and result[14, 16:21].max() > 128
+
+
 def test_normalise_to_mnist_thin_pen_is_thickened(seven_result: npt.NDArray[np.uint8]) -> None:
     thin = ImageOps.invert(seven(size=(2000, 2000), pen=6))
 
     result = file_to_mnist(encoded(thin, "PNG"), max_pixels=MAX_PIXELS)
 
-    # A 6 px pen on a 1200 px digit would be 0.1 px wide at 20 px; thickened, it carries MNIST-like mass.
+    # A 6 px pen on a 1200 px digit would be 0.1 px wide at 20 px (no pixel reaches 128); thickened, it is MNIST-like.
     assert np.count_nonzero(result >= 128) > 0.6 * np.count_nonzero(seven_result >= 128)
 
 
@@ -237,8 +269,8 @@ def test_normalise_to_mnist_fat_marker_is_thinned(seven_result: npt.NDArray[np.u
 
     result = file_to_mnist(encoded(fat, "PNG"), max_pixels=MAX_PIXELS)
 
-    # Left fat, it would have 2.4 times the reference's strong pixels; thinned, it has about 1.6 times.
-    assert np.count_nonzero(result >= 128) < 1.8 * np.count_nonzero(seven_result >= 128)
+    # Left fat, it would have 2.4 times the reference's strong pixels; thinned, it has about 1.7 times.
+    assert np.count_nonzero(result >= 128) < 2.0 * np.count_nonzero(seven_result >= 128)
 
 
 def test_normalise_to_mnist_blank_white_raises_blank_image() -> None:
@@ -307,7 +339,28 @@ def test_decode_image_exif_orientation_is_applied() -> None:
     image = decode_image(encoded(stored, "JPEG", quality=95, exif=exif), max_pixels=MAX_PIXELS)
 
     assert image.size == (40, 60)
-    assert image.getpixel((30, 10)) > 200 and image.getpixel((10, 10)) < 50
+    # The white block stored at the top left is at the top right once turned upright.
+    pixels = np.asarray(image)
+    assert pixels[10, 30] > 200 and pixels[10, 10] < 50
+
+
+# Pillow warns about the broken block and reads on; so does the service, as long as that warning is not an error.
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+def test_decode_image_broken_exif_is_ignored() -> None:
+    stored = ImageOps.invert(seven(size=(60, 40)))
+
+    image = decode_image(encoded(stored, "JPEG", exif=b"Exif\x00\x00MM\x00*garbage"), max_pixels=MAX_PIXELS)
+
+    assert image.size == (60, 40)
+
+
+def test_decode_image_multi_picture_jpeg_is_accepted_as_jpeg(seven_result: npt.NDArray[np.uint8]) -> None:
+    # Phone cameras write MPO files: a JPEG followed by a second picture; Pillow calls the format "MPO".
+    first = ImageOps.invert(seven()).convert("RGB")
+    data = encoded(first, "MPO", save_all=True, append_images=[first.rotate(90)])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+
+    assert mean_difference(file_to_mnist(data, max_pixels=MAX_PIXELS), seven_result) < 4
 
 
 def test_file_to_mnist_gif_animation_uses_first_frame(seven_result: npt.NDArray[np.uint8]) -> None:
