@@ -496,22 +496,22 @@ ABLATIONS = ["no_stroke_width", "no_background_flattening", "coarse_background_o
 def ablation(name: str) -> Iterator[None]:
     """Switch one step of the preprocessing off, to measure what it contributes."""
     if name == "no_stroke_width":
-        with mock.patch.object(images, "_with_mnist_stroke_width", lambda strokes: strokes):
+        with mock.patch.object(images.strokes, "with_mnist_stroke_width", lambda strokes: strokes):
             yield
     elif name == "no_background_flattening":
 
         def uniform(bright_ink: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
             return [np.full_like(bright_ink, float(np.median(bright_ink)))]
 
-        with mock.patch.object(images, "_background_candidates", uniform):
+        with mock.patch.object(images.ink, "background_candidates", uniform):
             yield
     elif name == "coarse_background_only":
-        candidates = images._background_candidates
+        candidates = images.ink.background_candidates
 
         def coarse(bright_ink: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
             return candidates(bright_ink)[:1]
 
-        with mock.patch.object(images, "_background_candidates", coarse):
+        with mock.patch.object(images.ink, "background_candidates", coarse):
             yield
     else:
         yield

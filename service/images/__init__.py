@@ -1,0 +1,68 @@
+"""Uploaded image files in, one 28x28 MNIST digit out (Pillow and numpy only, no TensorFlow).
+
+A request walks two steps:
+
+1. `decode_image` opens the bytes with Pillow, restricted to `SUPPORTED_FORMATS`, checks the pixel count that
+   the header declares before a single pixel is decoded (so decompression bombs never are), loads the first
+   frame and applies the EXIF orientation of phone photos. Any failure of Pillow on client bytes becomes a
+   domain error (`InvalidImage`, `ImageTooLarge`), never a 500.
+2. `normalise_to_mnist` redoes what NIST and LeCun did to make MNIST: a white digit on black, cropped to its
+   ink, scaled so that its longer side is 20 px (the aspect ratio kept), anti-aliased, and placed in a 28x28
+   frame with its centre of mass at the centre. Before that it has to find the ink in whatever clients send:
+   a sheet photographed on a desk is cropped to the sheet, dark ink on light paper is inverted, uneven lighting
+   and shadows are divided out, the ink is thresholded (Otsu), specks, ruled lines and frames are dropped, and
+   strokes are thickened or thinned towards MNIST's width.
+   `image_as_is` is the other path, for clients that already send MNIST pixels (`?preprocess=none`).
+
+The steps live in the modules of this package, in the order a request meets them: decode, grey, ink, pieces,
+strokes. The numbers behind the design (stroke widths, thresholds, timings) are measured by
+`bench/preprocess_eval.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from service.errors import InvalidShape
+from service.images import grey, ink, pieces, strokes
+from service.images.decode import SUPPORTED_FORMATS, decode_image, pillow_failures_as_domain_errors
+
+__all__ = ["SUPPORTED_FORMATS", "decode_image", "file_to_mnist", "image_as_is", "normalise_to_mnist"]
+
+
+def normalise_to_mnist(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Find the digit in any photo, scan or drawing and render it the way MNIST digits were made."""
+    with pillow_failures_as_domain_errors():
+        gray = grey.grayscale_on_white(image)
+    ink_levels = ink.ink_strength(ink.within_the_sheet(gray))
+    threshold = ink.ink_threshold(ink_levels)
+    digit_region = pieces.digit_mask(ink_levels >= threshold)
+    binary = strokes.binary_strokes(strokes.digit_crop(ink_levels, digit_region), threshold)
+    return strokes.centred_in_mnist_frame(strokes.with_mnist_stroke_width(binary))
+
+
+def image_as_is(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Take a 28x28 image that already is in MNIST format: grey levels only, no inversion, no cropping.
+
+    Colour is reduced to luma and 16-bit or float pixels are scaled to 0-255. Transparent pixels are composited
+    on black: in MNIST polarity black is the absence of ink, which is what transparency means in a drawing.
+    """
+    width, height = image.size
+    if (width, height) != (strokes.MNIST_SIDE, strokes.MNIST_SIDE):
+        raise InvalidShape(
+            f"with preprocessing off the image must be 28x28 pixels, got {width}x{height}; "
+            "send a 28x28 MNIST-style image or turn preprocessing on"
+        )
+    with pillow_failures_as_domain_errors():
+        gray = grey.grayscale(image, transparent_level=0.0)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def file_to_mnist(data: bytes, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
+    """Decode an uploaded file and turn it into one 28x28 uint8 MNIST digit (white on black, 0-255)."""
+    if not preprocess:
+        return image_as_is(decode_image(data, max_pixels=max_pixels))
+    image = decode_image(data, max_pixels=max_pixels, jpeg_draft_side=grey.WORKING_SIDE // 2)
+    return normalise_to_mnist(image)
