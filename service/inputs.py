@@ -9,6 +9,9 @@ bodies are parsed on the event loop (tens of microseconds), large ones in a work
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import anyio
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -26,16 +29,30 @@ INLINE_JSON_BYTES = 64 * 1024
 FILE_FIELD = "file"
 
 
-async def read_images(request: Request, settings: Settings, *, preprocess: bool) -> np.ndarray:
+@dataclass(frozen=True)
+class Reading:
+    """How to read a request's images: the limits, whether to normalise files, and the decoding threads.
+
+    Decoding is CPU-bound and holds the GIL much of the time, so more decoding threads than the one the settings
+    give (`decode_threads`) only pass the GIL back and forth: with anyio's default 40 threads a PNG upload cost
+    6 ms of CPU under 64 concurrent clients against 2.5 ms alone; with one thread, 2.5 ms (measured with bench).
+    """
+
+    settings: Settings
+    preprocess: bool
+    decode_limiter: anyio.CapacityLimiter
+
+
+async def read_images(request: Request, reading: Reading) -> np.ndarray:
     """The request's images as (n, 28, 28) uint8, or a ServiceError saying what is wrong with the request."""
     media_type = _media_type(request)
     if media_type in JSON_TYPES or media_type.endswith("+json"):
-        return await _from_json(request, settings, preprocess=preprocess)
+        return await _from_json(request, reading)
     if media_type == "multipart/form-data":
-        return await _from_multipart(request, settings, preprocess=preprocess)
+        return await _from_multipart(request, reading)
     if media_type in IMAGE_TYPES or media_type in ("image/jpg", "image/x-png", "image/x-ms-bmp"):
         body = await request.body()
-        return await run_in_threadpool(_files_to_mnist, [body], ["body"], settings, preprocess)
+        return await _decode_off_loop([body], ["body"], reading)
     shown = media_type or "no Content-Type"
     raise UnsupportedMediaType(
         f"cannot read {shown}; send one of: {', '.join(ACCEPTED_TYPES)}",
@@ -43,9 +60,9 @@ async def read_images(request: Request, settings: Settings, *, preprocess: bool)
     )
 
 
-async def _from_json(request: Request, settings: Settings, *, preprocess: bool) -> np.ndarray:
+async def _from_json(request: Request, reading: Reading) -> np.ndarray:
     body = await request.body()
-    limit = settings.max_images_per_request
+    limit = reading.settings.max_images_per_request
     if len(body) <= INLINE_JSON_BYTES:
         payload = parse_json_payload(body, max_images=limit)
     else:
@@ -53,11 +70,11 @@ async def _from_json(request: Request, settings: Settings, *, preprocess: bool) 
     if payload.pixels is not None:
         return payload.pixels
     assert payload.files is not None and payload.file_names is not None
-    return await run_in_threadpool(_files_to_mnist, payload.files, payload.file_names, settings, preprocess)
+    return await _decode_off_loop(payload.files, payload.file_names, reading)
 
 
-async def _from_multipart(request: Request, settings: Settings, *, preprocess: bool) -> np.ndarray:
-    limit = settings.max_images_per_request
+async def _from_multipart(request: Request, reading: Reading) -> np.ndarray:
+    limit = reading.settings.max_images_per_request
     async with request.form(max_files=limit + 1, max_fields=limit + 16) as form:
         uploads = form.getlist(FILE_FIELD)
         if not uploads:
@@ -75,7 +92,13 @@ async def _from_multipart(request: Request, settings: Settings, *, preprocess: b
                 raise InvalidRequest(f"field {FILE_FIELD!r} #{index} is text, not a file; attach the image as a file")
             contents.append(await upload.read())
             names.append(f"file #{index} ({upload.filename})" if upload.filename else f"file #{index}")
-    return await run_in_threadpool(_files_to_mnist, contents, names, settings, preprocess)
+    return await _decode_off_loop(contents, names, reading)
+
+
+async def _decode_off_loop(contents: list[bytes], names: list[str], reading: Reading) -> np.ndarray:
+    return await anyio.to_thread.run_sync(
+        _files_to_mnist, contents, names, reading.settings, reading.preprocess, limiter=reading.decode_limiter
+    )
 
 
 def _files_to_mnist(contents: list[bytes], names: list[str], settings: Settings, preprocess: bool) -> np.ndarray:

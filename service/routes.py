@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from service.batching import ClientGone
 from service.encoding import json_response
 from service.errors import InvalidRequest, ModelNotReady, envelope, request_id_of
-from service.inputs import read_images
+from service.inputs import Reading, read_images
 from service.openapi import error_responses
 from service.schemas import HealthResponse, ModelSummary, ProbeResponse
 from service.serving import ServingState
@@ -44,7 +44,8 @@ async def predict(request: Request) -> Response:
     description is written out in openapi.py.
     """
     serving = await get_serving(request)
-    images = await read_images(request, serving.settings, preprocess=_preprocess_option(request))
+    reading = Reading(serving.settings, _preprocess_option(request), serving.decode_limiter)
+    images = await read_images(request, reading)
     try:
         probabilities = await serving.batcher.classify(images, request.is_disconnected)
     except ClientGone:

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher
@@ -28,6 +29,7 @@ class ServingState:
     model: ModelVersion
     batcher: Batcher
     runtime_name: str
+    decode_limiter: anyio.CapacityLimiter
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
 
@@ -51,7 +53,13 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
         queue_capacity=settings.queue_capacity,
     )
     async with batcher:
-        state = ServingState(settings=settings, model=model, batcher=batcher, runtime_name=runtime.name)
+        state = ServingState(
+            settings=settings,
+            model=model,
+            batcher=batcher,
+            runtime_name=runtime.name,
+            decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
+        )
         # TensorFlow leaves a million long-lived objects behind; moving them out of the collector's sight keeps
         # its full collections from stalling the event loop for tens of milliseconds under load.
         gc.freeze()
