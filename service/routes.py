@@ -97,7 +97,7 @@ async def summary(
 )
 async def health(request: Request) -> Response:
     serving: ServingState | None = getattr(request.state, "serving", None)
-    ready = serving is not None and serving.ready
+    ready = _is_ready(serving)
     body: dict[str, Any] = {
         "status": "ok" if ready else "unavailable",
         "ready": ready,
@@ -123,10 +123,13 @@ async def live() -> Response:
     responses=error_responses(503),
 )
 async def ready(request: Request) -> Response:
-    serving: ServingState | None = getattr(request.state, "serving", None)
-    if serving is not None and serving.ready:
+    if _is_ready(getattr(request.state, "serving", None)):
         return json_response({"status": "ready"})
     return json_response(_not_ready_envelope(request), status_code=503)
+
+
+def _is_ready(serving: ServingState | None) -> bool:
+    return serving is not None and serving.ready
 
 
 def _not_ready_envelope(request: Request) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -24,6 +25,17 @@ def echo_model(calls: list[int]) -> object:
         return rows
 
     return classify
+
+
+def gated_model(release: threading.Event, calls: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    """A model that holds every call until `release` is set, then records the batch size."""
+
+    def slow(images: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        calls.append(len(images))
+        return np.zeros((len(images), 10), dtype=np.float32)
+
+    return slow
 
 
 def images_marked(*marks: int) -> np.ndarray:
@@ -88,11 +100,7 @@ async def test_batcher_refuses_work_beyond_its_queue_capacity() -> None:
 async def test_batcher_drops_requests_whose_client_went_away() -> None:
     release = threading.Event()
     calls: list[int] = []
-
-    def slow(images: np.ndarray) -> np.ndarray:
-        release.wait(5)
-        calls.append(len(images))
-        return np.zeros((len(images), 10), dtype=np.float32)
+    slow = gated_model(release, calls)
 
     async def gone() -> bool:
         return True
@@ -118,11 +126,7 @@ async def test_batcher_drops_requests_whose_client_went_away() -> None:
 async def test_batcher_skips_cancelled_requests() -> None:
     release = threading.Event()
     calls: list[int] = []
-
-    def slow(images: np.ndarray) -> np.ndarray:
-        release.wait(5)
-        calls.append(len(images))
-        return np.zeros((len(images), 10), dtype=np.float32)
+    slow = gated_model(release, calls)
 
     async with Batcher(slow, max_batch_size=8) as batcher:
         first = asyncio.create_task(batcher.classify(images_marked(1)))
