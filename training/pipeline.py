@@ -17,7 +17,7 @@ from training.data import Mnist
 from training.evaluate import evaluate
 from training.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, choose_version, export_version
 from training.model import build_model, layer_table
-from training.recipes import Recipe, train
+from training.recipes import Recipe, held_out_count, train
 
 
 def run_training(
@@ -42,7 +42,7 @@ def run_training(
     result = train(model, data, recipe, seed=seed, epochs=epochs, progress=say)
     evaluation = evaluate(result.model, data.x_test, data.y_test)
     say(f"test accuracy {evaluation.test_accuracy:.4f}, test loss {evaluation.test_loss:.4f}")
-    validation_count = min(recipe.validation_count, len(data.x_train) // 10 or 1) if recipe.validation_count else 0
+    validation_count = held_out_count(recipe.validation_count, len(data.x_train))
     card = ModelCard(
         name=model_folder.name,
         version=version,

@@ -127,10 +127,15 @@ def evaluation_dataset(images: np.ndarray, labels: np.ndarray) -> tf.data.Datase
     return _evaluation_dataset(images, labels)
 
 
+def held_out_count(requested: int, train_size: int) -> int:
+    """How many images the split really holds out: the recipe's count, at most a tenth of a small train set."""
+    return min(requested, train_size // 10 or 1) if requested > 0 else 0
+
+
 def _split(data: Mnist, validation_count: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    if validation_count <= 0:
+    validation_count = held_out_count(validation_count, len(data.x_train))
+    if validation_count == 0:
         return data.x_train, data.y_train, None
-    validation_count = min(validation_count, len(data.x_train) // 10 or 1)
     cut = len(data.x_train) - validation_count
     return data.x_train[:cut], data.y_train[:cut], (data.x_train[cut:], data.y_train[cut:])
 
