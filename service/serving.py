@@ -1,6 +1,6 @@
 """What the server holds while it runs: the model version, its runtime, and the batcher in front of it.
 
-`open_serving` is the start-up the lifespan runs: locate the version, load and check it, warm it up for every
+`open_serving` is the start-up the lifespan runs: locate the version, load and check it, warm it up for every padded
 batch size the batcher can form, start the batcher, and only then mark the state ready.
 """
 
