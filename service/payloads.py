@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -32,7 +33,7 @@ PIXEL_FORMS = ("image", "images")
 FILE_FORMS = ("image_b64", "images_b64")
 ALL_FORMS = PIXEL_FORMS + FILE_FORMS
 PIXEL_RULE = "pixels must be integers 0-255, white digit on black (MNIST polarity)"
-INTEGER_ARRAY_BYTES = b"0123456789,[] \t\r\n}"
+INTEGER_ARRAY_BYTES = b"0123456789-,[] \t\r\n}"
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -82,7 +83,8 @@ def parse_pixels(images: list[Any], body: bytes, *, location: list[str]) -> np.n
         return fast
     for where, image in zip(location, images, strict=True):
         _explain_image(image, where)
-    raise InvalidPixels(f"the pixel arrays could not be read; {PIXEL_RULE}")  # pragma: no cover - walk always finds it
+    # Every image is valid, but the fast path doubted the body (a duplicated key, "-0", ...): read them one by one.
+    return np.stack([np.array(image, dtype=np.int64).reshape(SIDE, SIDE) for image in images]).astype(np.uint8)
 
 
 def decode_base64(value: Any, where: str) -> bytes:
@@ -126,26 +128,31 @@ def _checked_batch(value: Any, form: str, max_images: int) -> list[Any]:
 def _fast_pixels(images: list[Any], body: bytes) -> np.ndarray | None:
     """Well-formed input read in C loops; anything it doubts goes to the slow walk, which names the fault.
 
-    The body's array part must hold nothing but digits, commas, brackets and spaces: then every pixel is a
-    non-negative JSON integer (no floats, strings, booleans or nulls, which numpy would quietly coerce), and
+    The body's array part must hold nothing but digits, minus signs, commas, brackets and spaces: then every pixel
+    is a JSON integer (no floats, strings, booleans or nulls, which numpy would quietly coerce), and
     `np.fromiter` over the flattened lists is safe and about twice as fast as `np.asarray` on nested lists.
+    Each image may be nested (28 rows of 28) or flat (784), independently of the others.
     """
     start = body.find(b"[")
     if start < 0 or body[start:].translate(None, INTEGER_ARRAY_BYTES):
         return None
     try:
-        if all(len(image) == SIDE and all(len(row) == SIDE for row in image) for image in images):
-            pixels = chain.from_iterable(chain.from_iterable(images))
-        elif all(len(image) == PIXELS for image in images):
-            pixels = chain.from_iterable(images)
-        else:
-            return None
+        pixels = chain.from_iterable(_flat_pixels(image) for image in images)
         array = np.fromiter(pixels, dtype=np.int64, count=len(images) * PIXELS)
-    except (TypeError, ValueError, OverflowError):  # a number where a list should be, or a list for a number
+    except (TypeError, ValueError, OverflowError):  # a wrong shape, a number where a list should be, or vice versa
         return None
-    if array.max() > 255:
+    if array.max() > 255 or array.min() < 0:
         return None
     return array.astype(np.uint8).reshape(-1, SIDE, SIDE)
+
+
+def _flat_pixels(image: Any) -> Iterable[Any]:
+    """One image's pixels in order, nested or flat; TypeError for anything of another shape."""
+    if len(image) == SIDE and all(len(row) == SIDE for row in image):
+        return chain.from_iterable(image)
+    if len(image) == PIXELS:
+        return image
+    raise TypeError("not an image's shape")
 
 
 def _explain_image(image: Any, where: str) -> None:
@@ -188,6 +195,8 @@ def _check_pixel(pixel: Any, where: str) -> None:
 
 def _describe_shape(image: list[Any]) -> str:
     rows = len(image)
+    if rows == 0:
+        return "an empty list"
     if not all(isinstance(row, list) for row in image):
         return f"a list of {rows} items that are not all rows"
     widths = sorted({len(row) for row in image})

@@ -100,7 +100,9 @@ def _stroke_width_adjusted_once(strokes: FloatArray) -> FloatArray:
     # Thinning keeps about (target width / width) of the ink; much less means that whole strokes vanished (the
     # width was misjudged), and the digit is better left fat.
     expected_share = (target * side - 2 * target * -steps) / max(width, 1.0)
-    return thinned if thinned.sum() >= 0.5 * expected_share * strokes.sum() else strokes
+    # Stripes or a checkerboard of one-pixel lines vanish entirely, whatever the share says.
+    kept_enough = thinned.any() and thinned.sum() >= 0.5 * expected_share * strokes.sum()
+    return thinned if kept_enough else strokes
 
 
 def _longer_extent(strokes: FloatArray) -> int:

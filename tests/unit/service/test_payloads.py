@@ -141,3 +141,39 @@ def test_parse_json_payload_reads_a_full_batch_of_256_quickly_and_exactly() -> N
     payload = parse_json_payload(body({"images": images.tolist()}), max_images=256)
     assert payload.pixels is not None
     np.testing.assert_array_equal(payload.pixels, images)
+
+
+def test_parse_json_payload_reads_nested_and_flat_images_in_one_batch() -> None:
+    images = [digit(1), digit(2)]
+    document = {"images": [images[0].tolist(), images[1].reshape(-1).tolist()]}
+    payload = parse_json_payload(body(document), max_images=4)
+    assert payload.pixels is not None
+    np.testing.assert_array_equal(payload.pixels, np.stack(images))
+
+
+def test_parse_json_payload_reads_minus_zero_as_zero() -> None:
+    text = b'{"image": [-0' + b", 0" * 782 + b", 255]}"
+    payload = parse_json_payload(text, max_images=4)
+    assert payload.pixels is not None and payload.pixels[0, 0, 0] == 0 and payload.pixels[0, 27, 27] == 255
+
+
+def test_parse_json_payload_takes_the_last_of_a_duplicated_key() -> None:
+    """As JSON parsers (and orjson) do: the later value wins."""
+    image = digit(3)
+    text = b'{"image": ' + body([[0] * 28] * 28) + b', "image": ' + body(image.tolist()) + b"}"
+    payload = parse_json_payload(text, max_images=4)
+    assert payload.pixels is not None
+    np.testing.assert_array_equal(payload.pixels[0], image)
+
+
+@pytest.mark.parametrize("document", [{"image": []}, {"images": [[]]}, {"images": [[[]]]}])
+def test_parse_json_payload_names_an_empty_image(document: object) -> None:
+    with pytest.raises(InvalidShape, match="expected a 28x28 image"):
+        parse_json_payload(body(document), max_images=4)
+
+
+def test_parse_json_payload_refuses_a_negative_pixel_by_name() -> None:
+    image = [[0] * 28 for _ in range(28)]
+    image[2][3] = -1
+    with pytest.raises(InvalidPixels, match=r"image\[2\]\[3\] is -1"):
+        parse_json_payload(body({"image": image}), max_images=4)
