@@ -1,100 +1,147 @@
-"""What /docs and /openapi.json say about the parts the routes read by hand: /predict's four body forms and the
-error envelope.
+"""What /docs and /openapi.json say about the parts the routes read by hand: /predict's four body forms, its limits
+(from the settings the app runs with), and the error envelope on every operation.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from PIL import Image
 from pydantic import TypeAdapter
 
+from service.config import Settings
 from service.schemas import SEVEN, ErrorEnvelope, PredictJsonRequest, PredictResponse
 
 IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
-
-PREDICT_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "description": (
-        "One of: a JSON body with `image` / `images` (28x28 integer pixels 0-255, white on black, used as is) or "
-        "`image_b64` / `images_b64` (base64 image files); a multipart form with one or more files in fields "
-        "named `file`; or the raw bytes of one PNG, JPEG, GIF, BMP or WEBP file. Image files are normalised "
-        "the way MNIST was made unless `?preprocess=none`."
-    ),
-    "content": {
-        "application/json": {
-            "schema": {"$ref": "#/components/schemas/PredictJsonRequest"},
-            "examples": {
-                "pixels": {"summary": "one 28x28 image", "value": {"image": SEVEN}},
-                "flat": {
-                    "summary": "one image as 784 flat pixels",
-                    "value": {"image": [pixel for row in SEVEN for pixel in row]},
-                },
-                "batch": {"summary": "several images", "value": {"images": [SEVEN, SEVEN]}},
-                "file": {"summary": "a base64 PNG", "value": {"image_b64": "iVBORw0KGgoAAAANSUhEUg..."}},
-                "files": {"summary": "several base64 files", "value": {"images_b64": ["iVBORw0...", "/9j/4AAQ..."]}},
-            },
-        },
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                "required": ["file"],
-            },
-            "encoding": {"file": {"contentType": "image/png, image/jpeg, image/gif, image/bmp, image/webp"}},
-        },
-        "image/png": IMAGE_BODY,
-        "image/jpeg": IMAGE_BODY,
-        "image/gif": IMAGE_BODY,
-        "image/bmp": IMAGE_BODY,
-        "image/webp": IMAGE_BODY,
-    },
-}
+IMAGE_TYPES_TEXT = "image/png, image/jpeg, image/gif, image/bmp, image/webp"
 
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or the multipart form is malformed",
-    413: "The body, or an image's declared pixel count, is over the limit",
+    404: "No such path",
+    408: "The request's headers or body arrived too slowly (the connection is closed)",
+    413: "The body, an image's declared pixel count, or a request's total pixel count is over the limit",
+    414: "The URL is too long (the connection is closed)",
     415: "Unsupported Content-Type",
-    422: "The content is not usable: wrong shape, bad pixels, not an image, bad base64, empty or oversized batch",
-    503: "The model is not ready, or the queue is full (see Retry-After)",
+    422: "The content is not usable: wrong shape, bad pixels, not an image, bad base64, empty or oversized batch, "
+    "or a bad query parameter or header",
+    431: "The request line and headers are too large (the connection is closed)",
+    500: "A fault of the server's: the log has the traceback, the body the request id",
+    503: "Not ready; overloaded, shutting down or out of memory (see Retry-After)",
+    504: "The request waited past its deadline and was not run",
 }
+# Any operation can meet these: the connection limits and a fault of ours.
+EVERY_OPERATION_ERRORS = (408, 414, 431, 500)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": ERROR_DESCRIPTIONS[status], "model": ErrorEnvelope} for status in statuses}
 
 
-PREDICT_OPERATION: dict[str, Any] = {
-    "summary": "Classify one or more digit images",
-    "description": "Send images as JSON pixel arrays, base64 files, multipart uploads (field `file`), or a raw "
-    "image body. The response holds one prediction per image, in the order sent.",
-    "operationId": "predict",
-    "parameters": [
-        {
-            "name": "preprocess",
-            "in": "query",
-            "required": False,
-            "description": "`mnist` (default): normalise image files the way MNIST was made; `none`: the files "
-            "already are 28x28 MNIST-style images. JSON pixel arrays are never changed.",
-            "schema": {"type": "string", "enum": ["mnist", "none"], "default": "mnist"},
-        }
-    ],
-    "requestBody": PREDICT_REQUEST_BODY,
-    "responses": {
-        "200": {
-            "description": "One prediction per image",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+def _error_response(status: int) -> dict[str, Any]:
+    return {
+        "description": ERROR_DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
+def _example_file(image_format: str) -> str:
+    """The base64 of a real file of the example seven, dark on light as a scan or a drawing app would send it."""
+    buffer = io.BytesIO()
+    drawing = Image.fromarray(255 - np.array(SEVEN, dtype=np.uint8)).resize((112, 112), Image.Resampling.BICUBIC)
+    drawing.save(buffer, format=image_format)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def predict_operation(settings: Settings) -> dict[str, Any]:
+    png, jpeg = _example_file("PNG"), _example_file("JPEG")
+    limits = (
+        f"At most {settings.max_images_per_request} images per request and {settings.max_body_bytes:,} bytes of "
+        f"body; each image file at most {settings.max_image_pixels:,} pixels and all of a request's files "
+        f"{settings.max_request_pixels:,} pixels in all (width x height, from their headers)."
+    )
+    return {
+        "summary": "Classify one or more digit images",
+        "description": "Send images as JSON pixel arrays, base64 files, multipart uploads (field `file`), or a raw "
+        "image body. The response holds one prediction per image, in the order sent. " + limits,
+        "operationId": "predict",
+        "parameters": [
+            {
+                "name": "preprocess",
+                "in": "query",
+                "required": False,
+                "description": "`mnist` (default): normalise image files the way MNIST was made; `none`: the files "
+                "already are 28x28 MNIST-style images. JSON pixel arrays are never changed.",
+                "schema": {"type": "string", "enum": ["mnist", "none"], "default": "mnist"},
+            },
+            {
+                "name": "X-Request-Timeout-Ms",
+                "in": "header",
+                "required": False,
+                "description": "Give up on the request (504 `deadline_exceeded`) if it has not reached the model "
+                f"within this many milliseconds; the server's own limit ({settings.request_timeout_ms:g} ms, "
+                "0 = none) still applies.",
+                "schema": {"type": "number", "exclusiveMinimum": 0},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "description": (
+                "One of: a JSON body with `image` / `images` (28x28 integer pixels 0-255, white on black, used as is) "
+                "or `image_b64` / `images_b64` (base64 image files); a multipart form with one or more files in "
+                "fields named `file`; or the raw bytes of one PNG, JPEG, GIF, BMP or WEBP file. Image files are "
+                "normalised the way MNIST was made unless `?preprocess=none`. " + limits
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/PredictJsonRequest"},
+                    "examples": {
+                        "pixels": {"summary": "one 28x28 image", "value": {"image": SEVEN}},
+                        "flat": {
+                            "summary": "one image as 784 flat pixels",
+                            "value": {"image": [pixel for row in SEVEN for pixel in row]},
+                        },
+                        "batch": {"summary": "several images", "value": {"images": [SEVEN, SEVEN]}},
+                        "file": {"summary": "a base64 PNG", "value": {"image_b64": png}},
+                        "data_url": {
+                            "summary": "a data: URL, as canvas.toDataURL() makes it",
+                            "value": {"image_b64": "data:image/png;base64," + png},
+                        },
+                        "files": {"summary": "several base64 files", "value": {"images_b64": [png, jpeg]}},
+                    },
+                },
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "minItems": 1,
+                                "maxItems": settings.max_images_per_request,
+                            }
+                        },
+                        "required": ["file"],
+                    },
+                    "encoding": {"file": {"contentType": IMAGE_TYPES_TEXT}},
+                },
+                **dict.fromkeys(("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"), IMAGE_BODY),
+            },
         },
-        **{
-            str(status): {
-                "description": ERROR_DESCRIPTIONS[status],
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
-            }
-            for status in (400, 413, 415, 422, 503)
+        "responses": {
+            "200": {
+                "description": "One prediction per image",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+            },
+            **{str(status): _error_response(status) for status in (400, 413, 415, 422, 503, 504)},
         },
-    },
-}
+    }
+
+
 DOCUMENTED_MODELS: dict[str, Any] = {
     "PredictJsonRequest": PredictJsonRequest,
     "PredictResponse": PredictResponse,
@@ -102,8 +149,9 @@ DOCUMENTED_MODELS: dict[str, Any] = {
 }
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Generate the schema once, adding /predict: a plain Starlette route that parses its body by hand."""
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """Generate the schema once, adding /predict (a plain Starlette route that parses its body by hand), the batch
+    limits of these settings, and the errors every operation can meet."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -113,7 +161,18 @@ def install_openapi(app: FastAPI) -> None:
                 model_schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[name] = model_schema
-            schema["paths"] = {"/predict": {"post": PREDICT_OPERATION}} | schema["paths"]
+            for batch_form, field in (("PixelsBatchRequest", "images"), ("FileBatchRequest", "images_b64")):
+                components[batch_form]["properties"][field]["maxItems"] = settings.max_images_per_request
+            schema["paths"] = {"/predict": {"post": predict_operation(settings)}} | schema["paths"]
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    if "422" in responses:  # FastAPI documents its own validation body; ours is the envelope
+                        responses["422"] = _error_response(422)
+                    for status in EVERY_OPERATION_ERRORS:
+                        responses.setdefault(str(status), _error_response(status))
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 

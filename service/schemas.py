@@ -4,16 +4,50 @@ directly (see routes.py), and tests check that every response validates against 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Pixels = list[list[int]] | list[int]
+SIDE = 28
+Pixel = Annotated[int, Field(ge=0, le=255)]
+Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
+NestedPixels = Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE, description="28 rows of 28 pixels")]
+FlatPixels = Annotated[list[Pixel], Field(min_length=SIDE * SIDE, max_length=SIDE * SIDE, description="784 pixels")]
+Pixels = NestedPixels | FlatPixels
 
 EXAMPLE_PROBABILITIES = [0.0, 0.0, 0.0001, 0.0003, 0.0, 0.0, 0.0, 0.998, 0.0, 0.0016]
-SEVEN: Any = (
-    [[0] * 28 for _ in range(6)] + [[0] * 6 + [84, 185, 159, 151, 60, 36] + [0] * 16] + [[0] * 28 for _ in range(21)]
+# The first digit of the MNIST test set, a 7: white on black, one row of 28 pixels per hex string.
+SEVEN_ROWS_HEX = (
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
+    "00000000000054b99f973c2400000000000000000000000000000000",
+    "000000000000defefefefef1c6c6c6c6c6c6c6c6aa34000000000000",
+    "00000000000043724872a3e3fee1fefefefae5fefe8c000000000000",
+    "000000000000000000000011420e4343433b15ecfe6a000000000000",
+    "00000000000000000000000000000000000053fdd112000000000000",
+    "000000000000000000000000000000000016e9ff5300000000000000",
+    "000000000000000000000000000000000081feee2c00000000000000",
+    "000000000000000000000000000000003bf9fe3e0000000000000000",
+    "0000000000000000000000000000000085febb050000000000000000",
+    "00000000000000000000000000000009cdf83a000000000000000000",
+    "0000000000000000000000000000007efeb600000000000000000000",
+    "00000000000000000000000000004bfbf03900000000000000000000",
+    "0000000000000000000000000013ddfea60000000000000000000000",
+    "00000000000000000000000003cbfedb230000000000000000000000",
+    "00000000000000000000000026fefe4d000000000000000000000000",
+    "00000000000000000000001fe0fe7301000000000000000000000000",
+    "000000000000000000000085fefe3400000000000000000000000000",
+    "000000000000000000003df2fefe3400000000000000000000000000",
+    "0000000000000000000079fefedb2800000000000000000000000000",
+    "0000000000000000000079fecf120000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000",
 )
+SEVEN: Any = [list(bytes.fromhex(row)) for row in SEVEN_ROWS_HEX]
 
 
 class ModelInfo(BaseModel):
@@ -32,21 +66,23 @@ class PixelsBatchRequest(BaseModel):
     """Several images in MNIST format; the response holds one prediction per image, in order."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [SEVEN, SEVEN]}]})
-    images: list[Pixels] = Field(min_length=1)
+    images: list[Pixels] = Field(min_length=1, description="At most MAX_IMAGES_PER_REQUEST images (256).")
 
 
 class FileRequest(BaseModel):
     """One image file (PNG, JPEG, GIF, BMP, WEBP), base64-encoded; a data: URL prefix is accepted."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image_b64": "iVBORw0KGgo..."}]})
-    image_b64: str
+    model_config = ConfigDict(extra="forbid")
+    image_b64: str = Field(min_length=1)
 
 
 class FileBatchRequest(BaseModel):
     """Several base64 image files."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images_b64": ["iVBORw0KGgo..."]}]})
-    images_b64: list[str] = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid")
+    images_b64: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="At most MAX_IMAGES_PER_REQUEST files (256)."
+    )
 
 
 PredictJsonRequest = PixelsRequest | PixelsBatchRequest | FileRequest | FileBatchRequest
@@ -105,7 +141,7 @@ class HealthResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     ready: bool
     model: ModelInfo | None
-    runtime: str
+    runtime: str | None
     uptime_seconds: float
     replica: str
 
