@@ -13,6 +13,7 @@ import uvicorn
 
 from service.app import create_app
 from service.config import Settings
+from service.connections import ConnectionLimits, guarded_protocol
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(connection_limits(settings)),
         log_config=None,
         log_level=settings.log_level,
         access_log=settings.access_log,
@@ -69,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
     )
     return 0
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        body_min_rate=settings.body_min_rate,
+        served_by=settings.replica_name,
+    )
 
 
 if __name__ == "__main__":

@@ -42,11 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Handwritten digit recognition over HTTP: the convnet of Deep Learning with Python §5.1.",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        # /predict/ is not /predict: a redirect would be built from the Host header (an open redirect).
+        redirect_slashes=False,
     )
     app.add_route("/predict", predict, methods=["POST"], include_in_schema=False)
     app.include_router(router)
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, settings)
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, replica_name=settings.replica_name
     )

@@ -6,7 +6,13 @@ queue and form the next batch, so batches grow with load on their own; `timeout`
 a little for company (0, the default, never waits: on CPU the model is the bottleneck, not the call count).
 
 Each request keeps its own rows: jobs are never split across batches, results come back in order, and if a
-batch fails each of its jobs is retried alone, so one bad request cannot fail its batch-mates.
+batch fails each of its jobs is retried alone, so one bad request cannot fail its batch-mates. A job whose
+client has gone, or whose deadline has passed (504 `deadline_exceeded`), is dropped before it reaches the model.
+
+The drain task is supervised: a fault while forming or finishing a batch fails that batch's requests and the
+task goes on; if the task ends anyway, `running` turns false (readiness answers 503), waiting requests get 503
+`service_unavailable` and new ones are refused with it, so nothing hangs. On shutdown the queued requests are
+still run, for up to `drain_seconds`; whatever is left then gets 503 `shutting_down`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.errors import Overloaded
+from service.admission import NO_DEADLINE, Deadline
+from service.errors import ClientGone, Overloaded, ServiceUnavailable, ShuttingDown
 
 logger = logging.getLogger("service.batching")
 
@@ -30,15 +37,12 @@ Classify = Callable[[np.ndarray], np.ndarray]
 DisconnectCheck = Callable[[], Awaitable[bool]]
 
 
-class ClientGone(Exception):
-    """The request was dropped from the queue because its client disconnected; there is no one to answer."""
-
-
 @dataclass
 class _Job:
     images: np.ndarray
     future: asyncio.Future[np.ndarray]
     is_disconnected: DisconnectCheck | None
+    deadline: Deadline
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -53,42 +57,72 @@ class Batcher:
         timeout_seconds: float = 0.0,
         queue_capacity: int = 8192,
         stale_after_seconds: float = 0.05,
+        drain_seconds: float = 5.0,
     ) -> None:
         self._classify = classify
         self.max_batch_size = max_batch_size
         self.timeout_seconds = timeout_seconds
         self.queue_capacity = queue_capacity
         self.stale_after_seconds = stale_after_seconds
+        self.drain_seconds = drain_seconds
         self._jobs: deque[_Job] = deque()
         self._queued_images = 0
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
+        self._in_hand: list[_Job] = []  # the batch the drain task is working on
+        self._closing = False
+        self.stopped_because: str | None = None  # why the drain task ended, if it ended on its own
         self.batches_run = 0
         self.images_run = 0
         self.dropped_disconnected = 0
+        self.dropped_late = 0
 
     async def __aenter__(self) -> Batcher:
         self._worker = asyncio.create_task(self._drain_forever(), name="batcher")
+        self._worker.add_done_callback(self._worker_ended)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Run what is queued (up to drain_seconds), then stop; requests still queued get 503 shutting_down."""
+        self._closing = True
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        for job in self._jobs:
-            _fail(job, ClientGone())
+            deadline = time.monotonic() + self.drain_seconds
+            while self._jobs and self.running and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            self._fail_queued(ShuttingDown("the server is shutting down; send the request again"))
+            while self._in_hand and self.running:  # the batch inside the model completes (milliseconds)
+                await asyncio.sleep(0.01)
+            if not self._worker.done():
+                self._worker.remove_done_callback(self._worker_ended)
+                self._worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
         self._executor.shutdown(wait=True)
 
     @property
     def queued_images(self) -> int:
         return self._queued_images
 
-    async def classify(self, images: np.ndarray, is_disconnected: DisconnectCheck | None = None) -> np.ndarray:
-        """Probabilities for `images` (n, 28, 28) uint8; raises Overloaded when the queue is full."""
+    @property
+    def running(self) -> bool:
+        """The drain task is alive: queued requests will be answered."""
+        return self._worker is not None and not self._worker.done()
+
+    async def classify(
+        self,
+        images: np.ndarray,
+        is_disconnected: DisconnectCheck | None = None,
+        deadline: Deadline = NO_DEADLINE,
+    ) -> np.ndarray:
+        """Probabilities for `images` (n, 28, 28) uint8; raises Overloaded when the queue is full, ShuttingDown
+        when the server is stopping, ServiceUnavailable when the drain task has stopped."""
         if self._worker is None:
             raise RuntimeError("the batcher is not running; use it as an async context manager")
+        if self._closing:
+            raise ShuttingDown("the server is shutting down; send the request again")
+        if not self.running:
+            raise self.unavailable()
         count = len(images)
         if self._queued_images + count > self.queue_capacity:
             raise Overloaded(
@@ -96,7 +130,7 @@ class Batcher:
                 "retry shortly"
             )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(images, future, is_disconnected))
+        self._jobs.append(_Job(images, future, is_disconnected, deadline))
         self._queued_images += count
         self._wakeup.set()
         return await future
@@ -109,9 +143,37 @@ class Batcher:
                 await self._wakeup.wait()
             if self.timeout_seconds > 0 and self._queued_images < self.max_batch_size:
                 await asyncio.sleep(self.timeout_seconds)
-            jobs = await self._take_batch()
-            if jobs:
-                await self._run(loop, jobs)
+            self._in_hand = []
+            try:
+                self._in_hand = await self._take_batch()
+                if self._in_hand:
+                    await self._run(loop, self._in_hand)
+                self._in_hand = []
+            except Exception:  # a fault of ours around the model call: its batch fails, the next one runs
+                logger.exception("the batcher failed a batch of %d requests", len(self._in_hand))
+                for job in self._in_hand:
+                    _fail(job, RuntimeError("the batch could not be run"))
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        """The drain task ended on its own: say why, and answer everyone still waiting instead of leaving them."""
+        if worker.cancelled():
+            self.stopped_because = "it was cancelled"
+        else:
+            error = worker.exception()
+            self.stopped_because = f"{type(error).__name__}: {error}" if error else "it returned"
+        logger.critical("the inference worker stopped (%s); the server is not ready any more", self.stopped_because)
+        for job in self._in_hand:
+            _fail(job, self.unavailable())
+        self._fail_queued(self.unavailable())
+
+    def unavailable(self) -> ServiceUnavailable:
+        return ServiceUnavailable(f"the inference worker has stopped ({self.stopped_because}); use another replica")
+
+    def _fail_queued(self, error: Exception) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            self._queued_images -= len(job.images)
+            _fail(job, error)
 
     async def _take_batch(self) -> list[_Job]:
         """Whole jobs from the front of the queue, up to max_batch_size images (a larger job runs alone)."""
@@ -124,20 +186,30 @@ class Batcher:
                 break
             self._jobs.popleft()
             self._queued_images -= len(job.images)
-            if await self._abandoned(job, now):
+            try:
+                if await self._abandoned(job, now):
+                    continue
+            except Exception:  # the disconnect check itself failed: the job cannot be judged, so it fails alone
+                logger.exception("could not check whether a queued request's client is still there")
+                _fail(job, RuntimeError("the request could not be queued"))
                 continue
             jobs.append(job)
             images += len(job.images)
         return jobs
 
     async def _abandoned(self, job: _Job, now: float) -> bool:
-        """A job nobody waits for: its handler was cancelled, or its client hung up while it queued."""
+        """A job nobody waits for: its handler was cancelled, its client hung up while it queued, or its deadline
+        passed."""
         if job.future.done():
+            return True
+        if job.deadline.expired():
+            self.dropped_late += 1
+            _fail(job, job.deadline.error())
             return True
         waited_long = now - job.queued_at > self.stale_after_seconds
         if waited_long and job.is_disconnected is not None and await job.is_disconnected():
-            job.future.set_exception(ClientGone())
             self.dropped_disconnected += 1
+            _fail(job, ClientGone())  # the future may have been cancelled while the check awaited
             return True
         return False
 

@@ -27,6 +27,35 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, ge=784, description="Largest decoded image, width x height, checked from the header (413 above)."
     )
+    max_request_pixels: int = Field(
+        100_000_000,
+        ge=784,
+        description="Most pixels one request's image files may decode to, summed from their headers (413 above).",
+    )
+    decode_backlog_pixels: int = Field(
+        400_000_000,
+        ge=784,
+        description="Most pixels waiting to be decoded, all requests together; beyond it: 503 overloaded.",
+    )
+    max_concurrent_requests: int = Field(
+        256, ge=1, description="Most inference requests in flight at once; beyond it: 503 overloaded."
+    )
+    request_timeout_ms: float = Field(
+        30_000,
+        ge=0,
+        description="A request that has waited this long is answered 504 and never run (0: no deadline); "
+        "clients may ask for less with X-Request-Timeout-Ms.",
+    )
+    max_url_bytes: int = Field(16 * 1024, ge=256, description="Longest request URL (414 above).")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request line and headers (431 above).")
+    idle_timeout_seconds: float = Field(
+        5.0, gt=0, description="A connection that sends no request for this long is closed."
+    )
+    header_timeout_seconds: float = Field(5.0, gt=0, description="Time to send a request's headers (408 after).")
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time to send a request's body, plus a second per BODY_MIN_RATE bytes (408 after)."
+    )
+    body_min_rate: float = Field(16 * 1024, gt=0, description="Bytes per second a long upload must keep up.")
     max_batch_size: int = Field(64, ge=1, description="Most images the batcher runs in one model call.")
     batch_timeout_ms: float = Field(
         0.0, ge=0, description="How long a partial batch waits for more requests before it runs (0: never waits)."

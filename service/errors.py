@@ -11,7 +11,6 @@ handler needs no table of exceptions.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,7 +20,9 @@ from starlette.responses import Response
 
 from service.encoding import json_response
 
-logger = logging.getLogger("service.errors")
+
+class ClientGone(Exception):
+    """The client disconnected before it was answered: the work for it is dropped, and nobody is answered."""
 
 
 class ServiceError(Exception):
@@ -103,18 +104,65 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
-class Overloaded(ServiceError):
-    """The batching queue is full: the client should retry after a short pause."""
+class RetryLater(ServiceError):
+    """503: the server cannot take the request now; `Retry-After` says when to try again (nginx then retries the
+    request on the next replica)."""
 
     status_code = 503
+    code = "service_unavailable"
+    default_retry_after_seconds = 1
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        seconds = self.default_retry_after_seconds if retry_after_seconds is None else retry_after_seconds
+        super().__init__(message, details={"retry_after_seconds": seconds}, headers={"Retry-After": str(seconds)})
+
+
+class Overloaded(RetryLater):
+    """The server is at capacity (queue, decoding backlog or concurrent requests): retry after a short pause."""
+
     code = "overloaded"
 
-    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
-        super().__init__(
-            message,
-            details={"retry_after_seconds": retry_after_seconds},
-            headers={"Retry-After": str(retry_after_seconds)},
-        )
+
+class ShuttingDown(RetryLater):
+    """The server is stopping: the client should send the request again, to another replica if there is one."""
+
+    code = "shutting_down"
+
+
+class ServiceUnavailable(RetryLater):
+    """A part of the server that every request needs has stopped (for instance the inference worker)."""
+
+    default_retry_after_seconds = 5
+
+
+class InsufficientMemory(RetryLater):
+    """The server ran out of memory while working on the request: its problem, not the client's."""
+
+    code = "insufficient_memory"
+
+
+class RequestTimeout(ServiceError):
+    """The client took too long to send its request's headers or body."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
+class UriTooLong(ServiceError):
+    status_code = 414
+    code = "uri_too_long"
+
+
+class HeaderFieldsTooLarge(ServiceError):
+    status_code = 431
+    code = "header_fields_too_large"
+
+
+class DeadlineExceeded(ServiceError):
+    """The request waited longer than its deadline and was never sent to the model."""
+
+    status_code = 504
+    code = "deadline_exceeded"
 
 
 HTTP_STATUS_CODES = {
@@ -174,19 +222,7 @@ async def handle_validation_error(request: Request, error: Exception) -> Respons
     return error_response(request, wrapped)
 
 
-async def handle_unexpected_error(request: Request, error: Exception) -> Response:
-    """A fault of ours: the traceback goes to the log, the client gets the envelope and the request id."""
-    logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id_of(request))
-    wrapped = ServiceError(
-        "internal server error; quote the request id when reporting it",
-        # This handler runs outside the middleware that tags responses, so it tags its own.
-        headers={"X-Request-ID": request_id_of(request), "X-Served-By": getattr(request.state, "replica", "")},
-    )
-    return error_response(request, wrapped)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, handle_service_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(Exception, handle_unexpected_error)

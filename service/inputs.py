@@ -3,23 +3,22 @@
 - application/json: pixel arrays (used as they are) or base64 image files;
 - multipart/form-data: one or more files in fields named `file`;
 - a raw image body: image/png, image/jpeg, image/gif, image/bmp or image/webp.
-Image files are decoded and normalised in a worker thread, all of a request's files in one hop; small JSON pixel
-bodies are parsed on the event loop (tens of microseconds), large ones in a worker thread.
+Image files go to the decode pool (service/decoding.py), which bounds and schedules their decoding; small JSON
+pixel bodies are parsed on the event loop (tens of microseconds), large ones in a worker thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from service.config import Settings
-from service.errors import BatchTooLarge, EmptyBatch, InvalidRequest, ServiceError, UnsupportedMediaType
-from service.images import file_to_mnist
+from service.admission import Deadline
+from service.decoding import DecodePool, NamedFile
+from service.errors import BatchTooLarge, EmptyBatch, InvalidRequest, UnsupportedMediaType
 from service.payloads import parse_json_payload
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp")
@@ -31,16 +30,13 @@ FILE_FIELD = "file"
 
 @dataclass(frozen=True)
 class Reading:
-    """How to read a request's images: the limits, whether to normalise files, and the decoding threads.
+    """How to read a request's images: the limits, whether to normalise files, where to decode them, and until
+    when the request is worth working on."""
 
-    Decoding is CPU-bound and holds the GIL much of the time, so more decoding threads than the one the settings
-    give (`decode_threads`) only pass the GIL back and forth: with anyio's default 40 threads a PNG upload cost
-    6 ms of CPU under 64 concurrent clients against 2.5 ms alone; with one thread, 2.5 ms (measured with bench).
-    """
-
-    settings: Settings
+    max_images: int
     preprocess: bool
-    decode_limiter: anyio.CapacityLimiter
+    decode_pool: DecodePool
+    deadline: Deadline
 
 
 async def read_images(request: Request, reading: Reading) -> np.ndarray:
@@ -51,8 +47,7 @@ async def read_images(request: Request, reading: Reading) -> np.ndarray:
     if media_type == "multipart/form-data":
         return await _from_multipart(request, reading)
     if media_type in IMAGE_TYPES or media_type in ("image/jpg", "image/x-png", "image/x-ms-bmp"):
-        body = await request.body()
-        return await _decode_off_loop([body], ["body"], reading)
+        return await _decode(request, [NamedFile(await request.body(), "body")], reading)
     shown = media_type or "no Content-Type"
     raise UnsupportedMediaType(
         f"cannot read {shown}; send one of: {', '.join(ACCEPTED_TYPES)}",
@@ -62,19 +57,19 @@ async def read_images(request: Request, reading: Reading) -> np.ndarray:
 
 async def _from_json(request: Request, reading: Reading) -> np.ndarray:
     body = await request.body()
-    limit = reading.settings.max_images_per_request
     if len(body) <= INLINE_JSON_BYTES:
-        payload = parse_json_payload(body, max_images=limit)
+        payload = parse_json_payload(body, max_images=reading.max_images)
     else:
-        payload = await run_in_threadpool(parse_json_payload, body, max_images=limit)
+        payload = await run_in_threadpool(parse_json_payload, body, max_images=reading.max_images)
     if payload.pixels is not None:
         return payload.pixels
     assert payload.files is not None and payload.file_names is not None
-    return await _decode_off_loop(payload.files, payload.file_names, reading)
+    files = [NamedFile(content, name) for content, name in zip(payload.files, payload.file_names, strict=True)]
+    return await _decode(request, files, reading)
 
 
 async def _from_multipart(request: Request, reading: Reading) -> np.ndarray:
-    limit = reading.settings.max_images_per_request
+    limit = reading.max_images
     async with request.form(max_files=limit + 1, max_fields=limit + 16) as form:
         uploads = form.getlist(FILE_FIELD)
         if not uploads:
@@ -85,33 +80,19 @@ async def _from_multipart(request: Request, reading: Reading) -> np.ndarray:
             )
         if len(uploads) > limit:
             raise BatchTooLarge(f"{len(uploads)} files sent; the limit is {limit} per request")
-        contents: list[bytes] = []
-        names: list[str] = []
+        files: list[NamedFile] = []
         for index, upload in enumerate(uploads):
             if not isinstance(upload, UploadFile):
                 raise InvalidRequest(f"field {FILE_FIELD!r} #{index} is text, not a file; attach the image as a file")
-            contents.append(await upload.read())
-            names.append(f"file #{index} ({upload.filename})" if upload.filename else f"file #{index}")
-    return await _decode_off_loop(contents, names, reading)
+            name = f"file #{index} ({upload.filename})" if upload.filename else f"file #{index}"
+            files.append(NamedFile(await upload.read(), name))
+    return await _decode(request, files, reading)
 
 
-async def _decode_off_loop(contents: list[bytes], names: list[str], reading: Reading) -> np.ndarray:
-    return await anyio.to_thread.run_sync(
-        _files_to_mnist, contents, names, reading.settings, reading.preprocess, limiter=reading.decode_limiter
+async def _decode(request: Request, files: list[NamedFile], reading: Reading) -> np.ndarray:
+    return await reading.decode_pool.to_mnist(
+        files, preprocess=reading.preprocess, is_disconnected=request.is_disconnected, deadline=reading.deadline
     )
-
-
-def _files_to_mnist(contents: list[bytes], names: list[str], settings: Settings, preprocess: bool) -> np.ndarray:
-    """Decode and normalise every file; an error names the file it came from."""
-    images = []
-    for content, name in zip(contents, names, strict=True):
-        try:
-            images.append(file_to_mnist(content, max_pixels=settings.max_image_pixels, preprocess=preprocess))
-        except ServiceError as error:
-            if name != "body":
-                error.message = f"{name}: {error.message}"
-            raise
-    return np.stack(images)
 
 
 def _media_type(request: Request) -> str:

@@ -1,21 +1,33 @@
 """Per-request plumbing as one pure ASGI middleware (no per-request task, unlike BaseHTTPMiddleware):
 
-- a request id, taken from the client's X-Request-ID when it sent a sane one, echoed on every response;
+- a request id, taken from the client's X-Request-ID when it sent a sane one, echoed on every response, and the
+  time the request arrived (its deadline counts from there);
 - X-Served-By: the replica that answered, so load balancing can be seen;
 - the body-size limit: a declared Content-Length over the limit is refused before a byte is read, and a
-  chunked body is cut off as soon as it passes the limit.
+  chunked body is cut off as soon as it passes the limit;
+- the last line of defence: a fault of ours that escaped every handler is logged with its traceback and answered
+  with the 500 envelope here, and the connection stays usable (Starlette's own last handler re-raises, and then
+  uvicorn closes a keep-alive connection without saying so; the client's next request on it fails). A client
+  that went away is logged as one INFO line, not as a fault.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.encoding import json_response
-from service.errors import PayloadTooLarge, envelope
+from service.errors import ClientGone, PayloadTooLarge, ServiceError, envelope
 
+logger = logging.getLogger("service.errors")
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left before the answer
 CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
@@ -34,15 +46,19 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["replica"] = self.replica_name
+        state["arrived_at"] = time.monotonic()
         tags = [(b"x-request-id", request_id.encode()), self._replica_header]
+        response_started = False
 
         async def send_tagged(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 headers = [h for h in message.get("headers", []) if h[0] not in (b"x-request-id", b"x-served-by")]
                 message["headers"] = headers + tags
             await send(message)
 
-        declared = _content_length(scope)
+        declared = declared_body_bytes(scope)
         if declared is not None and declared > self.max_body_bytes:
             error = PayloadTooLarge(
                 f"the body is {declared:,} bytes; the limit is {self.max_body_bytes:,} bytes",
@@ -51,7 +67,25 @@ class RequestContextMiddleware:
             response = json_response(envelope(error, request_id), status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send_tagged)
             return
-        await self.app(scope, _limited(receive, self.max_body_bytes) if declared is None else receive, send_tagged)
+        try:
+            await self.app(scope, _limited(receive, self.max_body_bytes) if declared is None else receive, send_tagged)
+        except (ClientDisconnect, ClientGone) as gone:
+            logger.info("client disconnected before it was answered (%s %s, request %s)%s",
+                        scope["method"], scope["path"], request_id, f": {gone}" if str(gone) else "")  # fmt: skip
+            if not response_started:  # nobody reads it; it keeps the server from answering 500 for us
+                await Response(status_code=CLIENT_CLOSED_REQUEST)(scope, receive, send_tagged)
+        except Exception:
+            logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
+            if response_started:
+                raise  # the response is half sent: only closing the connection can tell the client
+            fault = ServiceError("internal server error; quote the request id when reporting it")
+            await json_response(envelope(fault, request_id), status_code=500)(scope, receive, send_tagged)
+
+
+def arrival_time(scope: Scope) -> float:
+    """When the request reached the app (time.monotonic), as the middleware noted it."""
+    state = scope.get("state", {})
+    return float(state["arrived_at"]) if "arrived_at" in state else time.monotonic()
 
 
 def _request_id(scope: Scope) -> str:
@@ -61,7 +95,8 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _content_length(scope: Scope) -> int | None:
+def declared_body_bytes(scope: Scope) -> int | None:
+    """The Content-Length the client declared; None for a chunked body (or a header that is not a number)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:

@@ -11,10 +11,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.batching import ClientGone
+from service.admission import CLIENT_TIMEOUT_HEADER, Deadline
 from service.encoding import json_response
-from service.errors import InvalidRequest, ModelNotReady, envelope, request_id_of
+from service.errors import InvalidRequest, ModelNotReady, ServiceError, envelope, request_id_of
 from service.inputs import Reading, read_images
+from service.middleware import arrival_time, declared_body_bytes
 from service.openapi import error_responses
 from service.schemas import HealthResponse, ModelSummary, ProbeResponse
 from service.serving import ServingState
@@ -22,14 +23,13 @@ from service.summary import model_summary, summary_text
 
 router = APIRouter()
 PREPROCESS_OPTIONS = ("mnist", "none")
-CLIENT_CLOSED_REQUEST = 499
 
 
 async def get_serving(request: Request) -> ServingState:
     """The lifespan's serving state; 503 until the model is loaded and warmed up (async: no threadpool hop)."""
     serving: ServingState | None = getattr(request.state, "serving", None)
-    if serving is None or not serving.ready:
-        raise ModelNotReady("the model is not loaded yet; retry when /health/ready answers 200")
+    if serving is None or not serving.is_ready:
+        raise _not_ready(serving)
     return serving
 
 
@@ -44,12 +44,16 @@ async def predict(request: Request) -> Response:
     description is written out in openapi.py.
     """
     serving = await get_serving(request)
-    reading = Reading(serving.settings, _preprocess_option(request), serving.decode_limiter)
-    images = await read_images(request, reading)
-    try:
-        probabilities = await serving.batcher.classify(images, request.is_disconnected)
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it; nginx's code for the case
+    settings = serving.settings
+    preprocess = _preprocess_option(request)
+    deadline = Deadline.for_request(
+        arrival_time(request.scope), settings.request_timeout_ms, request.headers.get(CLIENT_TIMEOUT_HEADER)
+    )
+    with serving.admission.admit(declared_body_bytes(request.scope)) as ticket:
+        reading = Reading(settings.max_images_per_request, preprocess, serving.decode_pool, deadline)
+        images = await read_images(request, reading)
+        ticket.hold(len(images))
+        probabilities = await serving.batcher.classify(images, request.is_disconnected, deadline)
     return json_response(prediction_body(probabilities, serving.model_info(), request_id_of(request)))
 
 
@@ -77,7 +81,10 @@ def prediction_body(probabilities: np.ndarray, model: dict[str, Any], request_id
     "/model/summary",
     summary="The served model's layers, parameter counts, signature and test metrics",
     response_model=ModelSummary,
-    responses={200: {"content": {"text/plain": {"example": 'Model: "mnist_convnet" version 1 ...'}}}},
+    responses={
+        200: {"content": {"text/plain": {"example": 'Model: "mnist_convnet" version 1 ...'}}},
+        **error_responses(503),
+    },
 )
 async def summary(
     serving: ServingDep,
@@ -97,7 +104,7 @@ async def summary(
 )
 async def health(request: Request) -> Response:
     serving: ServingState | None = getattr(request.state, "serving", None)
-    ready = _is_ready(serving)
+    ready = serving is not None and serving.is_ready
     body: dict[str, Any] = {
         "status": "ok" if ready else "unavailable",
         "ready": ready,
@@ -108,7 +115,7 @@ async def health(request: Request) -> Response:
     }
     if ready:
         return json_response(body)
-    return json_response(body | _not_ready_envelope(request), status_code=503)
+    return json_response(body | envelope(_not_ready(serving), request_id_of(request)), status_code=503)
 
 
 @router.get("/health/live", summary="Liveness: the process answers", response_model=ProbeResponse)
@@ -123,14 +130,13 @@ async def live() -> Response:
     responses=error_responses(503),
 )
 async def ready(request: Request) -> Response:
-    if _is_ready(getattr(request.state, "serving", None)):
+    serving: ServingState | None = getattr(request.state, "serving", None)
+    if serving is not None and serving.is_ready:
         return json_response({"status": "ready"})
-    return json_response(_not_ready_envelope(request), status_code=503)
+    return json_response(envelope(_not_ready(serving), request_id_of(request)), status_code=503)
 
 
-def _is_ready(serving: ServingState | None) -> bool:
-    return serving is not None and serving.ready
-
-
-def _not_ready_envelope(request: Request) -> dict[str, Any]:
-    return envelope(ModelNotReady("the model is not loaded and warmed up yet"), request_id_of(request))
+def _not_ready(serving: ServingState | None) -> ServiceError:
+    if serving is not None and serving.ready and not serving.batcher.running:
+        return serving.batcher.unavailable()
+    return ModelNotReady("the model is not loaded and warmed up yet; retry when /health/ready answers 200")

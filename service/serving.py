@@ -1,4 +1,5 @@
-"""What the server holds while it runs: the model version, its runtime, and the batcher in front of it.
+"""What the server holds while it runs: the model version, its runtime, the batcher in front of it, the decode pool
+and the admission control that every inference request passes.
 
 `open_serving` is the start-up the lifespan runs: locate the version, load and check it, warm it up for every padded
 batch size the batcher can form, start the batcher, and only then mark the state ready.
@@ -13,11 +14,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import anyio
 from starlette.concurrency import run_in_threadpool
 
+from service.admission import Admission
 from service.batching import Batcher
 from service.config import Settings
+from service.decoding import DecodePool
 from service.repository import ModelVersion, locate_model
 
 logger = logging.getLogger("service.serving")
@@ -29,9 +31,15 @@ class ServingState:
     model: ModelVersion
     batcher: Batcher
     runtime_name: str
-    decode_limiter: anyio.CapacityLimiter
+    decode_pool: DecodePool
+    admission: Admission
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
+
+    @property
+    def is_ready(self) -> bool:
+        """Loaded, warmed up, and the inference worker is running."""
+        return self.ready and self.batcher.running
 
     def model_info(self) -> dict[str, object]:
         return {"name": self.model.name, "version": self.model.version}
@@ -58,7 +66,17 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
             model=model,
             batcher=batcher,
             runtime_name=runtime.name,
-            decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
+            decode_pool=DecodePool(
+                threads=settings.decode_threads,
+                max_image_pixels=settings.max_image_pixels,
+                max_request_pixels=settings.max_request_pixels,
+                backlog_pixels=settings.decode_backlog_pixels,
+            ),
+            admission=Admission(
+                max_requests=settings.max_concurrent_requests,
+                image_capacity=settings.queue_capacity,
+                max_images_per_request=settings.max_images_per_request,
+            ),
         )
         # TensorFlow leaves a million long-lived objects behind; moving them out of the collector's sight keeps
         # its full collections from stalling the event loop for tens of milliseconds under load.
@@ -73,7 +91,9 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
         finally:
             state.ready = False
             logger.info(
-                "ran %d batches of %d images in all (mean %.1f per batch); dropped %d requests whose client left",
+                "ran %d batches of %d images in all (mean %.1f per batch); dropped %d requests whose client left "
+                "and %d past their deadline; refused %d requests at admission",
                 batcher.batches_run, batcher.images_run, batcher.images_run / max(batcher.batches_run, 1),
-                batcher.dropped_disconnected,
+                batcher.dropped_disconnected + state.decode_pool.abandoned, batcher.dropped_late,
+                state.admission.refused,
             )  # fmt: skip

@@ -27,9 +27,23 @@ from PIL import Image
 
 from service.errors import InvalidShape
 from service.images import grey, ink, pieces, strokes
-from service.images.decode import SUPPORTED_FORMATS, decode_image, pillow_failures_as_domain_errors
+from service.images.decode import (
+    SUPPORTED_FORMATS,
+    decode_image,
+    load_image,
+    open_image,
+    pillow_failures_as_domain_errors,
+)
 
-__all__ = ["SUPPORTED_FORMATS", "decode_image", "file_to_mnist", "image_as_is", "normalise_to_mnist"]
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "decode_image",
+    "file_to_mnist",
+    "image_as_is",
+    "normalise_to_mnist",
+    "open_file",
+    "opened_to_mnist",
+]
 
 
 def normalise_to_mnist(image: Image.Image) -> npt.NDArray[np.uint8]:
@@ -60,9 +74,22 @@ def image_as_is(image: Image.Image) -> npt.NDArray[np.uint8]:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
 
+def open_file(data: bytes, *, max_pixels: int, preprocess: bool = True) -> Image.Image:
+    """Read an uploaded file's header (no pixels are decoded yet), checked against `max_pixels`.
+
+    With preprocessing, a JPEG is set to decode at a reduced scale; the returned image's `size` is what will be
+    decoded, so width x height is the decoding cost.
+    """
+    return open_image(data, max_pixels=max_pixels, jpeg_draft_side=grey.WORKING_SIDE // 2 if preprocess else None)
+
+
+def opened_to_mnist(image: Image.Image, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
+    """Decode an image that `open_file` opened and turn it into one 28x28 uint8 MNIST digit."""
+    load_image(image, max_pixels=max_pixels)
+    return normalise_to_mnist(image) if preprocess else image_as_is(image)
+
+
 def file_to_mnist(data: bytes, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
     """Decode an uploaded file and turn it into one 28x28 uint8 MNIST digit (white on black, 0-255)."""
-    if not preprocess:
-        return image_as_is(decode_image(data, max_pixels=max_pixels))
-    image = decode_image(data, max_pixels=max_pixels, jpeg_draft_side=grey.WORKING_SIDE // 2)
-    return normalise_to_mnist(image)
+    image = open_file(data, max_pixels=max_pixels, preprocess=preprocess)
+    return opened_to_mnist(image, max_pixels=max_pixels, preprocess=preprocess)

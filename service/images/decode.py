@@ -45,6 +45,13 @@ def decode_image(data: bytes, *, max_pixels: int, jpeg_draft_side: int | None = 
     at least that long (a 4000x3000 photo then decodes in 18 ms instead of 46, as 500x375 grey); other formats
     ignore it.
     """
+    image = open_image(data, max_pixels=max_pixels, jpeg_draft_side=jpeg_draft_side)
+    load_image(image, max_pixels=max_pixels)
+    return image
+
+
+def open_image(data: bytes, *, max_pixels: int, jpeg_draft_side: int | None = None) -> Image.Image:
+    """The first step of `decode_image`: the header read and checked, the JPEG draft scale set; no pixels yet."""
     if not data:
         raise InvalidImage(f"the file is empty; expected a {SUPPORTED_FORMATS_TEXT} image")
     with pillow_failures_as_domain_errors():
@@ -52,23 +59,28 @@ def decode_image(data: bytes, *, max_pixels: int, jpeg_draft_side: int | None = 
         check_pixel_count(image.size, max_pixels)
         if jpeg_draft_side is not None:
             draft_jpeg(image, jpeg_draft_side)
+    return image
+
+
+def load_image(image: Image.Image, *, max_pixels: int) -> None:
+    """The second step: decode the pixels of an image `open_image` returned, and turn it upright."""
+    with pillow_failures_as_domain_errors():
         image.load()
         check_pixel_count(image.size, max_pixels)
     apply_exif_orientation(image)
-    return image
 
 
 @contextmanager
 def pillow_failures_as_domain_errors() -> Iterator[None]:
     """Turn whatever Pillow raises on hostile or broken bytes into a client error, never a 500.
 
-    Everything (OSError for truncated data, SyntaxError, struct.error, EOFError, ValueError, MemoryError, a
-    Pillow warning turned into an error, ...) becomes `InvalidImage`; our own domain errors pass through untouched.
+    Everything (OSError for truncated data, SyntaxError, struct.error, EOFError, ValueError, a Pillow warning
+    turned into an error, ...) becomes `InvalidImage`; our own domain errors and MemoryError pass through.
     """
     try:
         yield
-    except ServiceError:
-        raise
+    except (ServiceError, MemoryError):
+        raise  # running out of memory is the server's problem, not a fault of the image (see service.decoding)
     except Exception as error:
         raise InvalidImage(
             f"the image data is corrupt or truncated ({type(error).__name__}: {error}); "

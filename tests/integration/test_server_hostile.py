@@ -8,6 +8,7 @@ import struct
 import zlib
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -30,6 +31,23 @@ def gif_with_many_frames(frames: int) -> bytes:
 def bmp_header_claiming(width: int, height: int) -> bytes:
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
     return b"BM" + struct.pack("<IHHI", 14 + len(info) + 16, 0, 0, 14 + len(info)) + info + b"\x00" * 16
+
+
+def lossless_webp(width: int, height: int, *, ink: bool = False) -> bytes:
+    """A lossless WebP of a white sheet (with a few black strokes when `ink`): kilobytes that decode to megapixels."""
+    image = Image.new("L", (width, height), 255)
+    if ink:
+        for top in range(0, height, max(1, height // 40)):
+            image.paste(0, (width // 2, top, width // 2 + max(2, width // 1600), top + max(1, height // 80)))
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", lossless=True, quality=0, method=0)
+    return buffer.getvalue()
+
+
+def stripes(width: int = 280, *, checkerboard: bool = False) -> bytes:
+    rows, columns = np.indices((width, width))
+    pattern = (rows + columns) % 2 if checkerboard else columns % 2
+    return png_bytes(Image.fromarray((pattern * 255).astype(np.uint8)))
 
 
 def deeply_nested(depth: int) -> bytes:
@@ -65,6 +83,11 @@ HOSTILE: dict[str, dict[str, object]] = {
     "form urlencoded": {"data": {"image": "1,2,3"}},
     "xml": raw(b"<image/>", "application/xml"),
     "content type with junk params": raw(b"{}", 'application/json; charset=utf-8; x="\\'),
+    "empty image list": raw(b'{"image": []}', JSON),
+    "batch of one empty image": raw(b'{"images": [[]]}', JSON),
+    "batch of empty rows": raw(b'{"images": [[[], []]]}', JSON),
+    "pixel -1": raw(b'{"image": [-1' + b", 0" * 783 + b"]}", JSON),
+    "bad request timeout header": {"json": {"image": [0] * 784}, "headers": {"x-request-timeout-ms": "soon"}},
 }
 
 
@@ -109,3 +132,39 @@ def test_hostile_png_bomb_in_multipart_and_base64(client: httpx.Client) -> None:
     ):
         assert response.status_code == 413, response.text
         assert response.json()["error"]["code"] == "image_too_large"
+
+
+@pytest.mark.parametrize("checkerboard", [False, True], ids=["one-pixel stripes", "checkerboard"])
+def test_hostile_valid_patterns_get_a_prediction_or_blank_image(client: httpx.Client, checkerboard: bool) -> None:
+    response = client.post("/predict", content=stripes(checkerboard=checkerboard), headers={"content-type": PNG})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert response.json()["error"]["code"] == "blank_image"
+
+
+def test_hostile_many_small_bombs_in_one_request_are_refused_before_decoding(client: httpx.Client) -> None:
+    """32 lossless WebPs of 40 megapixels each: 88 KB that would decode to 1.3 gigapixels (~30 s of CPU)."""
+    bomb = base64.b64encode(lossless_webp(16383, 2441)).decode()
+    response = client.post("/predict", json={"images_b64": [bomb] * 32})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "image_too_large"
+    assert "per request" in response.json()["error"]["message"]
+
+
+def test_hostile_trailing_slash_is_not_redirected(client: httpx.Client) -> None:
+    response = client.post("/predict/", json={"image": [0] * 784}, headers={"host": "evil.example"})
+    assert response.status_code == 404, response.text
+    assert "location" not in response.headers
+    ErrorEnvelope.model_validate(response.json())
+
+
+def test_hostile_huge_header_is_431(client: httpx.Client) -> None:
+    response = client.get("/health/live", headers={"x-padding": "a" * 100_000})
+    assert response.status_code == 431, response.text
+    assert ErrorEnvelope.model_validate(response.json()).error.code == "header_fields_too_large"
+
+
+def test_hostile_huge_url_is_414(client: httpx.Client) -> None:
+    response = client.get("/health/live?" + "a" * 40_000)
+    assert response.status_code == 414, response.text
+    assert ErrorEnvelope.model_validate(response.json()).error.code == "uri_too_long"

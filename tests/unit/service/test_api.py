@@ -4,6 +4,7 @@ into — a fault of ours, a model not ready, a full queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,62 @@ def test_api_full_queue_answers_503_with_retry_after(tiny_model_repository: Path
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "overloaded"
+
+
+def test_api_fault_of_ours_does_not_escape_the_app(
+    tiny_model_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception that escaped the app made uvicorn drop the keep-alive connection without saying so; the app
+    now answers it itself, so the connection stays usable."""
+    from service import runtime
+
+    working = runtime.SavedModelRuntime.classify
+
+    def broken_on_marked_images(self: runtime.SavedModelRuntime, images: np.ndarray) -> np.ndarray:
+        if (images[:, 0, 0] == 13).any():
+            raise ArithmeticError("the model fell over")
+        return working(self, images)
+
+    monkeypatch.setattr(runtime.SavedModelRuntime, "classify", broken_on_marked_images)
+    with TestClient(create_app(settings_for(tiny_model_repository)), raise_server_exceptions=True) as client:
+        response = client.post("/predict", json={"image": [13] + [0] * 783})
+    assert response.status_code == 500
+    assert ErrorEnvelope.model_validate(response.json()).error.code == "internal_error"
+
+
+def test_api_out_of_memory_while_decoding_is_a_logged_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from PIL import Image
+
+    from tests.drawing import encode
+
+    def out_of_memory(self: Image.Image) -> None:
+        raise MemoryError
+
+    png = encode(Image.new("L", (64, 64), 255))
+    monkeypatch.setattr(Image.Image, "load", out_of_memory)
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/predict", content=png, headers={"content-type": "image/png", "x-request-id": "m-1"})
+    assert response.status_code == 503, response.text
+    envelope = ErrorEnvelope.model_validate(response.json())
+    assert envelope.error.code == "insufficient_memory" and envelope.request_id == "m-1"
+    assert "ran out of memory" in caplog.text
+
+
+def test_api_a_dead_inference_worker_turns_readiness_and_predict_to_503(tiny_model_repository: Path) -> None:
+    with TestClient(create_app(settings_for(tiny_model_repository))) as client:
+        assert client.get("/health/ready").status_code == 200
+        batcher = client.app_state["serving"].batcher
+
+        async def kill_the_worker() -> None:
+            batcher._worker.cancel()
+            await asyncio.sleep(0.05)
+
+        assert client.portal is not None
+        client.portal.call(kill_the_worker)
+        ready = client.get("/health/ready")
+        predicted = client.post("/predict", json={"image": [0] * 784})
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "service_unavailable"
+    assert predicted.status_code == 503 and predicted.json()["error"]["code"] == "service_unavailable"
+    assert "inference worker has stopped" in predicted.json()["error"]["message"]

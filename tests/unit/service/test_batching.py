@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from service.batching import Batcher, ClientGone
-from service.errors import Overloaded
+from service.admission import Deadline
+from service.batching import Batcher
+from service.errors import ClientGone, DeadlineExceeded, Overloaded, ServiceUnavailable, ShuttingDown
 
 pytestmark = pytest.mark.anyio
 
@@ -148,3 +150,100 @@ async def test_batcher_waits_for_company_when_given_a_timeout() -> None:
         second = asyncio.create_task(batcher.classify(images_marked(2)))
         await asyncio.gather(first, second)
     assert calls == [2]
+
+
+async def test_batcher_survives_a_fault_while_forming_a_batch() -> None:
+    """Images of two shapes cannot be concatenated: that batch fails, and the worker goes on serving."""
+    calls: list[int] = []
+    release = threading.Event()
+    async with Batcher(gated_model(release, calls), max_batch_size=8) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        odd = asyncio.create_task(batcher.classify(np.zeros((1, 27, 28), dtype=np.uint8)))
+        normal = asyncio.create_task(batcher.classify(images_marked(2)))
+        await asyncio.sleep(0.01)
+        release.set()
+        await first
+        results = await asyncio.wait_for(asyncio.gather(odd, normal, return_exceptions=True), timeout=5)
+        assert all(isinstance(result, Exception) for result in results)
+        assert batcher.running
+        assert len(await asyncio.wait_for(batcher.classify(images_marked(3)), timeout=5)) == 1
+
+
+async def test_batcher_survives_a_request_cancelled_during_its_disconnect_check() -> None:
+    """The check awaits; if the request's handler is cancelled meanwhile, its future is already done."""
+    release = threading.Event()
+    calls: list[int] = []
+    victim: list[asyncio.Task[np.ndarray]] = []
+
+    async def cancel_myself_then_report_gone() -> bool:
+        victim[0].cancel()
+        await asyncio.sleep(0)
+        return True
+
+    async with Batcher(gated_model(release, calls), max_batch_size=4, stale_after_seconds=0.0) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        victim.append(asyncio.create_task(batcher.classify(images_marked(2), cancel_myself_then_report_gone)))
+        await asyncio.sleep(0.01)
+        release.set()
+        await first
+        await asyncio.sleep(0.05)
+        assert batcher.running
+        assert len(await asyncio.wait_for(batcher.classify(images_marked(3)), timeout=5)) == 1
+
+
+class WorkerKilled(BaseException):
+    """Something no `except Exception` catches: the drain task ends."""
+
+
+async def test_batcher_whose_worker_died_answers_503_instead_of_hanging() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+    async with Batcher(gated_model(release, calls), max_batch_size=4) as batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(batcher.classify(images_marked(2)))
+        await asyncio.sleep(0.01)
+
+        async def killed(*_: object) -> None:
+            raise WorkerKilled("injected")
+
+        batcher._run = killed  # type: ignore[method-assign]
+        release.set()
+        with pytest.raises(ServiceUnavailable) as raised:
+            await asyncio.wait_for(waiting, timeout=5)
+        assert raised.value.status_code == 503 and "WorkerKilled" in raised.value.message
+        assert not batcher.running
+        with pytest.raises(ServiceUnavailable):
+            await batcher.classify(images_marked(3))
+        first.cancel()
+
+
+async def test_batcher_drops_a_request_past_its_deadline() -> None:
+    calls: list[int] = []
+    async with Batcher(echo_model(calls)) as batcher:
+        with pytest.raises(DeadlineExceeded) as raised:
+            await batcher.classify(images_marked(1), deadline=Deadline(time.monotonic() - 1, 5.0))
+        assert raised.value.status_code == 504
+        assert len(await batcher.classify(images_marked(2), deadline=Deadline(time.monotonic() + 60, 60_000))) == 1
+    assert calls == [1]
+    assert batcher.dropped_late == 1
+
+
+async def test_batcher_shutdown_runs_the_queue_then_answers_503_shutting_down() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+    batcher = Batcher(gated_model(release, calls), max_batch_size=1, drain_seconds=0.2)
+    async with batcher:
+        first = asyncio.create_task(batcher.classify(images_marked(1)))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(batcher.classify(images_marked(2)))
+        await asyncio.sleep(0.01)
+        threading.Timer(0.5, release.set).start()  # the model call in progress outlasts the drain
+    with pytest.raises(ShuttingDown) as raised:
+        await queued
+    assert raised.value.status_code == 503 and raised.value.headers["Retry-After"] == "1"
+    assert len(await first) == 1, "the request already in the model completes"
+    with pytest.raises(ShuttingDown):
+        await batcher.classify(images_marked(3))
