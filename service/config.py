@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         ge=784,
         description="Most pixels one request's image files may decode to, summed from their headers (413 above).",
     )
+    max_decode_bytes: int = Field(
+        384 * MEBIBYTE,
+        ge=MEBIBYTE,
+        description="Most memory one image may take to decode, estimated from its header (413 above).",
+    )
     decode_backlog_pixels: int = Field(
         400_000_000,
         ge=784,

@@ -3,7 +3,9 @@
 Decoding and normalising run on `threads` dedicated threads (one by default: more only pass the GIL back and
 forth), and the work a request may bring is bounded three ways before a pixel is decoded:
 
-- per image: `max_image_pixels`, from the file's header (as before);
+- per image: `max_image_pixels`, from the file's header (as before), and `max_decode_bytes`, the memory its
+  decoding will take at its peak, estimated from its format and mode (a 2 KB lossless WebP of 40 megapixels
+  takes 640 MB to decode: more than a replica's whole margin);
 - per request: `max_request_pixels`, the sum of what its headers say will be decoded (a JPEG that decodes at a
   reduced scale counts at that scale), 413 `image_too_large` above it;
 - per process: `backlog_pixels`, the decoding work admitted and not yet done, all requests together; a request
@@ -30,7 +32,7 @@ from PIL import Image
 
 from service.admission import Deadline
 from service.errors import ClientGone, ImageTooLarge, InsufficientMemory, Overloaded, ServiceError
-from service.images import open_file, opened_to_mnist
+from service.images import decode_memory_estimate, open_file, opened_to_mnist
 
 logger = logging.getLogger("service.decoding")
 
@@ -60,10 +62,19 @@ class _Opened:
 
 
 class DecodePool:
-    def __init__(self, *, threads: int, max_image_pixels: int, max_request_pixels: int, backlog_pixels: int) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int,
+        max_image_pixels: int,
+        max_request_pixels: int,
+        backlog_pixels: int,
+        max_decode_bytes: int,
+    ) -> None:
         self._limiter = anyio.CapacityLimiter(threads)
         self._large_image_limiter = anyio.CapacityLimiter(1)
         self.max_image_pixels = max_image_pixels
+        self.max_decode_bytes = max_decode_bytes
         self.max_request_pixels = max_request_pixels
         self.backlog_pixels = backlog_pixels
         self.backlog = 0  # decoded pixels admitted and not yet done, all requests together
@@ -118,11 +129,20 @@ class DecodePool:
         )
 
     def _open_all(self, files: list[NamedFile], preprocess: bool) -> list[_Opened]:
-        return [
-            _Opened(_named(file.name, open_file, file.content, max_pixels=self.max_image_pixels, preprocess=preprocess),
-                    file.name)
-            for file in files
-        ]  # fmt: skip
+        return [_Opened(_named(file.name, self._open, file.content, preprocess), file.name) for file in files]
+
+    def _open(self, content: bytes, preprocess: bool) -> Image.Image:
+        image = open_file(content, max_pixels=self.max_image_pixels, preprocess=preprocess)
+        needed = decode_memory_estimate(image)
+        if needed > self.max_decode_bytes:
+            width, height = image.size
+            raise ImageTooLarge(
+                f"the {image.format} image of {width}x{height} would take about {needed / 2**20:,.0f} MiB of memory "
+                f"to decode; the limit is {self.max_decode_bytes / 2**20:,.0f} MiB (send a smaller image, or PNG or "
+                "JPEG rather than WebP)",
+                details={"bytes": needed, "limit": self.max_decode_bytes},
+            )
+        return image
 
     def _normalise_all(self, work: list[_Opened], preprocess: bool) -> list[np.ndarray]:
         return [

@@ -71,6 +71,7 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
                 max_image_pixels=settings.max_image_pixels,
                 max_request_pixels=settings.max_request_pixels,
                 backlog_pixels=settings.decode_backlog_pixels,
+                max_decode_bytes=settings.max_decode_bytes,
             ),
             admission=Admission(
                 max_requests=settings.max_concurrent_requests,

@@ -30,6 +30,7 @@ from service.images import grey, ink, pieces, strokes
 from service.images.decode import (
     SUPPORTED_FORMATS,
     decode_image,
+    decode_memory_estimate,
     load_image,
     open_image,
     pillow_failures_as_domain_errors,
@@ -38,6 +39,7 @@ from service.images.decode import (
 __all__ = [
     "SUPPORTED_FORMATS",
     "decode_image",
+    "decode_memory_estimate",
     "file_to_mnist",
     "image_as_is",
     "normalise_to_mnist",

@@ -143,12 +143,24 @@ def test_hostile_valid_patterns_get_a_prediction_or_blank_image(client: httpx.Cl
 
 
 def test_hostile_many_small_bombs_in_one_request_are_refused_before_decoding(client: httpx.Client) -> None:
-    """32 lossless WebPs of 40 megapixels each: 88 KB that would decode to 1.3 gigapixels (~30 s of CPU)."""
-    bomb = base64.b64encode(lossless_webp(16383, 2441)).decode()
+    """32 PNGs of 40 megapixels each: 1.4 MB that would decode to 1.3 gigapixels (~10 s of CPU)."""
+    sheet = Image.new("L", (16383, 2441), 255)
+    sheet.paste(0, (8000, 0, 8010, 2441))
+    bomb = base64.b64encode(png_bytes(sheet)).decode()
     response = client.post("/predict", json={"images_b64": [bomb] * 32})
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "image_too_large"
     assert "per request" in response.json()["error"]["message"]
+
+
+def test_hostile_a_webp_that_would_take_too_much_memory_is_refused_before_decoding(client: httpx.Client) -> None:
+    """2 KB of lossless WebP that decodes to 40 megapixels takes ~640 MB on the way: more than a replica can spare."""
+    response = client.post(
+        "/predict", content=lossless_webp(16383, 2441, ink=True), headers={"content-type": "image/webp"}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "image_too_large"
+    assert "MiB of memory" in response.json()["error"]["message"]
 
 
 def test_hostile_trailing_slash_is_not_redirected(client: httpx.Client) -> None:
