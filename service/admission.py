@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from service.errors import DeadlineExceeded, InvalidRequest, Overloaded
@@ -40,10 +38,9 @@ class Admission:
         self.images = 0
         self.refused = 0
 
-    @contextmanager
-    def admit(self, declared_bytes: int | None) -> Iterator[Ticket]:
+    def admit(self, declared_bytes: int | None) -> Ticket:
         """Admit a request whose body declares `declared_bytes` (None: chunked, as large as allowed), or raise
-        Overloaded; the ticket is given back when the block ends."""
+        Overloaded. Use the ticket as a context manager: it is given back when the block ends."""
         estimate = self._estimated_images(declared_bytes)
         if self.requests >= self.max_requests:
             self.refused += 1
@@ -57,14 +54,9 @@ class Admission:
                 f"the server is at capacity ({self.images} images in flight, capacity {self.image_capacity}); "
                 "retry shortly"
             )
-        ticket = Ticket(self, estimate)
         self.requests += 1
         self.images += estimate
-        try:
-            yield ticket
-        finally:
-            self.requests -= 1
-            self.images -= ticket.images
+        return Ticket(self, estimate)
 
     def _estimated_images(self, declared_bytes: int | None) -> int:
         if declared_bytes is None:
@@ -78,6 +70,13 @@ class Ticket:
     def __init__(self, admission: Admission, images: int) -> None:
         self._admission = admission
         self.images = images
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._admission.requests -= 1
+        self._admission.images -= self.images
 
     def hold(self, images: int) -> None:
         """Replace the estimate by the real count; Overloaded if the real count does not fit after all."""

@@ -62,6 +62,8 @@ class _Opened:
 
 
 class DecodePool:
+    """The decoding threads of one server, the limits above, and the backlog of decoding work they admit."""
+
     def __init__(
         self,
         *,
