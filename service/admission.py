@@ -1,94 +1,124 @@
 """Admission control: whether an inference request may start, decided before its body is read, and how long it may
 wait for the model.
 
-Refusing late is expensive: a 256-image JSON batch costs a few milliseconds to read and parse, and under
-overload a server that parses every request before finding its queue full spends its CPU on work it then
-throws away (measured: goodput fell from 14,360 to ~900 images/s at 64 such clients). So each request is
-admitted or refused at its start, from the declared Content-Length and what is already in flight:
+Refusing late is expensive: a 256-image JSON batch costs a few milliseconds to parse, and under overload a server
+that parses every request before finding its queue full spends its CPU on work it then throws away (measured:
+goodput fell from 14,360 to ~900 images/s at 64 such clients). So a request is refused at its start, before its
+body is read, when it would not fit beside what is already admitted:
 
-- at most `max_requests` inference requests are in flight at once;
-- the images they hold (estimated from the Content-Length until the body is read, then counted) stay within
-  `image_capacity`, the batching queue's capacity, so an admitted request finds room in the queue.
+- at most `max_requests` requests at work at once (their body read: parsed, decoded, queued or in the model);
+- the images in flight within `image_capacity`, the batching queue's capacity, so that admitted work finds room.
 
-A refusal is 503 `overloaded` with `Retry-After`, costing microseconds; nginx retries it on the next replica.
+What a request counts for grows as it is known better: while its body arrives, the most images its declared
+Content-Length could hold; once the body is in, what its bytes show (`images_in_body` in service/inputs.py,
+before parsing); once parsed or decoded, its real count. The first of these is only a reservation, and it lapses
+after UPLOAD_GRACE_SECONDS: a fast client's body is in long before (476 KB over loopback: milliseconds), while a
+client that declares a large body and trickles it in would otherwise lock everyone else out for as long as the
+connection limits let it live. A refusal is 503 `overloaded` with `Retry-After`, costing microseconds; nginx
+retries it on the next replica.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from service.errors import DeadlineExceeded, InvalidRequest, Overloaded
+from service.payloads import MIN_JSON_IMAGE_BYTES
 
-# The smallest JSON pixel image: 784 one-digit pixels and their commas. A body of n bytes holds at most
-# n / MIN_BYTES_PER_IMAGE JSON images; image files are usually larger, so the estimate errs on the safe side.
-MIN_BYTES_PER_IMAGE = 2 * 784
 CLIENT_TIMEOUT_HEADER = "x-request-timeout-ms"
+UPLOAD_GRACE_SECONDS = 1.0
 
 
 class Admission:
-    """Counts the inference requests in flight and the images they hold; no locks: it lives on the event loop."""
+    """Counts the requests at work, the images they hold and the reservations of those still uploading; no locks:
+    it lives on the event loop."""
 
     def __init__(self, *, max_requests: int, image_capacity: int, max_images_per_request: int) -> None:
         self.max_requests = max_requests
         self.image_capacity = image_capacity
         self.max_images_per_request = max_images_per_request
-        self.requests = 0
-        self.images = 0
+        self.requests = 0  # at work
+        self.images = 0  # held by the requests at work
+        self.reserved = 0  # reserved by requests still uploading, within their grace
         self.refused = 0
+        self._uploads: deque[Ticket] = deque()  # oldest first: reservations lapse in this order
 
     def admit(self, declared_bytes: int | None) -> Ticket:
-        """Admit a request whose body declares `declared_bytes` (None: chunked, as large as allowed), or raise
-        Overloaded. Use the ticket as a context manager: it is given back when the block ends."""
-        estimate = self._estimated_images(declared_bytes)
-        if self.requests >= self.max_requests:
-            self.refused += 1
-            raise Overloaded(
-                f"the server is at capacity ({self.requests} requests in flight, the limit is {self.max_requests}); "
-                "retry shortly"
-            )
-        if self.images + estimate > self.image_capacity and self.images > 0:
-            self.refused += 1
-            raise Overloaded(
-                f"the server is at capacity ({self.images} images in flight, capacity {self.image_capacity}); "
-                "retry shortly"
-            )
-        self.requests += 1
-        self.images += estimate
-        return Ticket(self, estimate)
+        """A ticket reserving what a body of `declared_bytes` (None: chunked, as large as allowed) could hold, or
+        Overloaded if that would not fit. Use the ticket as a context manager: it is given back when the block ends."""
+        now = time.monotonic()
+        self._lapse_reservations(now)
+        estimate = self.estimated_images(declared_bytes)
+        self._check_room(estimate, others=self.images + self.reserved, new_request=True)
+        ticket = Ticket(self, reserved=estimate, since=now)
+        self.reserved += estimate
+        self._uploads.append(ticket)
+        return ticket
 
-    def _estimated_images(self, declared_bytes: int | None) -> int:
-        if declared_bytes is None:
+    def estimated_images(self, body_bytes: int | None) -> int:
+        """The most JSON pixel images a body of this size can hold; image files are larger, so this errs on the
+        safe side until the body shows what it holds."""
+        if body_bytes is None:
             return self.max_images_per_request
-        return max(1, min(self.max_images_per_request, math.ceil(declared_bytes / MIN_BYTES_PER_IMAGE)))
+        return max(1, min(self.max_images_per_request, math.ceil(body_bytes / MIN_JSON_IMAGE_BYTES)))
+
+    def _lapse_reservations(self, now: float) -> None:
+        uploads = self._uploads
+        while uploads and now - uploads[0].since > UPLOAD_GRACE_SECONDS:
+            uploads.popleft().release_reservation()
+
+    def _check_room(self, images: int, *, others: int, new_request: bool) -> None:
+        """Overloaded unless one more request at work (if new) and `images` beside `others` fit. A request alone
+        always fits, however large, or it could never be served."""
+        if new_request and self.requests >= self.max_requests:
+            self._refuse(f"{self.requests} requests at work, the limit is {self.max_requests}")
+        if others > 0 and others + images > self.image_capacity:
+            self._refuse(f"{others} images in flight, capacity {self.image_capacity}")
+
+    def _refuse(self, why: str) -> None:
+        self.refused += 1
+        raise Overloaded(f"the server is at capacity ({why}); retry shortly")
 
 
 class Ticket:
-    """An admitted request's share of the capacity: an estimate until `hold` says how many images it carries."""
+    """An admitted request's share of the capacity: a reservation while its body arrives, then the images it holds
+    at work."""
 
-    def __init__(self, admission: Admission, images: int) -> None:
+    def __init__(self, admission: Admission, *, reserved: int, since: float) -> None:
         self._admission = admission
-        self.images = images
+        self.reserved = reserved
+        self.since = since
+        self.at_work = False
+        self.images = 0
 
     def __enter__(self) -> Ticket:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._admission.requests -= 1
-        self._admission.images -= self.images
+        self.release_reservation()
+        if self.at_work:
+            self._admission.requests -= 1
+            self._admission.images -= self.images
+
+    def release_reservation(self) -> None:
+        self._admission.reserved -= self.reserved
+        self.reserved = 0
 
     def hold(self, images: int) -> None:
-        """Replace the estimate by the real count; Overloaded if the real count does not fit after all."""
+        """Hold `images` from now on, in place of the reservation or of what was held; Overloaded if they do not
+        fit beside the others."""
+        self.release_reservation()
         admission = self._admission
-        others = admission.images - self.images
-        if images > self.images and others + images > admission.image_capacity and others > 0:
-            admission.refused += 1
-            raise Overloaded(
-                f"the server is at capacity ({others} images in flight, capacity {admission.image_capacity}); "
-                "retry shortly"
-            )
-        admission.images = others + images
+        others = admission.images - self.images + admission.reserved
+        if not self.at_work or images > self.images:
+            admission._check_room(images, others=others, new_request=not self.at_work)
+        if not self.at_work:
+            admission.requests += 1
+            self.at_work = True
+        admission.images += images - self.images
         self.images = images
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,7 +190,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timers()
         cycle = self.cycle if self.cycle is not None and not self.cycle.response_complete else None
         state = cycle.scope.get("state", {}) if cycle is not None else {}
-        request_id = state.get("request_id") or uuid.uuid4().hex
+        request_id = state.get("request_id") or os.urandom(16).hex()
         if cycle is None or not cycle.response_started:
             self.transport.write(self._raw_response(error, request_id))
         if cycle is not None:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from service.admission import Deadline
 from service.decoding import DecodePool, NamedFile
 from service.errors import BatchTooLarge, EmptyBatch, InvalidRequest, UnsupportedMediaType
-from service.payloads import parse_json_payload
+from service.payloads import MIN_JSON_IMAGE_BYTES, parse_json_payload
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp")
 JSON_TYPES = ("application/json",)
@@ -53,6 +53,22 @@ async def read_images(request: Request, reading: Reading) -> np.ndarray:
         f"cannot read {shown}; send one of: {', '.join(ACCEPTED_TYPES)}",
         details={"accepted": list(ACCEPTED_TYPES)},
     )
+
+
+def images_in_body(body: bytes, content_type: str, max_images: int) -> int:
+    """How many images a body carries, judged from its bytes without parsing it (an upper bound for pixel arrays),
+    so that admission can refuse before the expensive part: a raw image is one, a form counts its `file` fields,
+    JSON files count their strings, JSON pixels are at most one per MIN_JSON_IMAGE_BYTES."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type.startswith("image/"):
+        count = 1
+    elif media_type == "multipart/form-data":
+        count = body.count(b'name="file"')
+    elif b'_b64"' in body:
+        count = body.count(b'"') // 2 - 1
+    else:
+        count = -(-len(body) // MIN_JSON_IMAGE_BYTES)
+    return max(1, min(max_images, count))
 
 
 async def _from_json(request: Request, reading: Reading) -> np.ndarray:

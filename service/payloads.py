@@ -29,6 +29,9 @@ from service.errors import (
 
 SIDE = 28
 PIXELS = SIDE * SIDE
+# The smallest JSON pixel image: 784 one-digit pixels and their commas; a body of n bytes holds at most
+# n / MIN_JSON_IMAGE_BYTES of them.
+MIN_JSON_IMAGE_BYTES = 2 * PIXELS
 PIXEL_FORMS = ("image", "images")
 FILE_FORMS = ("image_b64", "images_b64")
 ALL_FORMS = PIXEL_FORMS + FILE_FORMS

@@ -8,6 +8,7 @@ answered before the heavy one that started first) or a state (the connection was
 from __future__ import annotations
 
 import base64
+import functools
 import socket
 import threading
 import time
@@ -17,12 +18,13 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from PIL import Image
 
+from service.admission import UPLOAD_GRACE_SECONDS
 from service.schemas import ErrorEnvelope
 from tests.conftest import COMMITTED_MODEL
 from tests.drawing import as_person_would, encode
 from tests.integration.conftest import ServerProcess, local_only, start_server, wait_until_ready
-from tests.integration.test_server_hostile import lossless_webp
 
 pytestmark = local_only
 
@@ -31,9 +33,11 @@ TIGHT_LIMITS = {
     "DIGIT_SERVE_HEADER_TIMEOUT_SECONDS": "1",
     "DIGIT_SERVE_BODY_TIMEOUT_SECONDS": "1",
     "DIGIT_SERVE_BODY_MIN_RATE": "2000",
-    "DIGIT_SERVE_MAX_REQUEST_PIXELS": "13000000",
-    "DIGIT_SERVE_DECODE_BACKLOG_PIXELS": "20000000",
+    "DIGIT_SERVE_MAX_REQUEST_PIXELS": "60000000",
+    "DIGIT_SERVE_DECODE_BACKLOG_PIXELS": "100000000",
     "DIGIT_SERVE_MAX_CONCURRENT_REQUESTS": "3",
+    "DIGIT_SERVE_QUEUE_CAPACITY": "64",
+    "DIGIT_SERVE_MAX_IMAGES_PER_REQUEST": "64",
 }
 
 
@@ -78,43 +82,56 @@ def png_digit(mnist_sample: dict) -> bytes:
     return encode(as_person_would(mnist_sample["x_test"][0], seed=0))
 
 
-def inked_webps(*sizes: tuple[int, int]) -> list[str]:
-    return [base64.b64encode(lossless_webp(width, height, ink=True)).decode() for width, height in sizes]
+@functools.cache
+def heavy_image() -> str:
+    """A 20-megapixel RGBA PNG of a thick bar, base64: 360 KB that take ~0.25 s to decode."""
+    sheet = Image.new("RGBA", (5000, 4000), (255, 255, 255, 255))
+    sheet.paste((0, 0, 0, 255), (2400, 800, 2600, 3200))
+    return base64.b64encode(encode(sheet, "PNG", compress_level=1)).decode()
+
+
+def heavy_request(images: int = 3) -> dict[str, list[str]]:
+    """`images` heavy images in one request; three (60 MP) are all this server allows per request."""
+    return {"images_b64": [heavy_image()] * images}
 
 
 def test_hardening_a_png_is_not_held_up_by_another_clients_heavy_images(
     tight_server: ServerProcess, mnist_sample: dict
 ) -> None:
-    heavy = {"images_b64": inked_webps((3000, 2000), (3000, 2000))}  # 12 MP: nearly all this server allows
+    heavy = heavy_request()
     finished: dict[str, float] = {}
     statuses: dict[str, int] = {}
+    texts: dict[str, str] = {}
 
     def send(name: str, **request: object) -> None:
         response = httpx.post(f"{tight_server.url}/predict", timeout=60, **request)  # type: ignore[arg-type]
         finished[name] = time.monotonic()
         statuses[name] = response.status_code
+        texts[name] = response.text[:300]
 
     heavy_thread = threading.Thread(target=send, args=("heavy",), kwargs={"json": heavy})
     heavy_thread.start()
     time.sleep(0.15)  # the heavy request is read and decoding
     send("png", files={"file": ("seven.png", png_digit(mnist_sample), "image/png")})
     heavy_thread.join()
-    assert statuses == {"heavy": 200, "png": 200}
+    assert statuses == {"heavy": 200, "png": 200}, texts
     assert finished["png"] < finished["heavy"], "the small upload waited for the heavy one"
 
 
 def test_hardening_a_request_over_the_pixel_budget_is_413(tight_server: ServerProcess) -> None:
-    response = httpx.post(f"{tight_server.url}/predict", json={"images_b64": inked_webps(*[(3000, 2000)] * 3)})
+    response = httpx.post(f"{tight_server.url}/predict", json=heavy_request(4), timeout=60)
     assert response.status_code == 413, response.text
     message = ErrorEnvelope.model_validate(response.json()).error.message
-    assert "18.0 megapixels" in message and "13.0 megapixels" in message
+    assert "80.0 megapixels" in message and "60.0 megapixels" in message
 
 
 def test_hardening_the_decode_backlog_refuses_with_503_and_retry_after(tight_server: ServerProcess) -> None:
-    body = {"images_b64": inked_webps((3000, 2000), (3000, 2000))}  # 12 MP each; the backlog holds 20 MP
+    body = heavy_request()  # 60 MP each; the backlog holds 100 MP
     responses: list[httpx.Response] = []
     threads = [
-        threading.Thread(target=lambda: responses.append(httpx.post(f"{tight_server.url}/predict", json=body)))
+        threading.Thread(
+            target=lambda: responses.append(httpx.post(f"{tight_server.url}/predict", json=body, timeout=60))
+        )
         for _ in range(2)
     ]
     for thread in threads:
@@ -127,15 +144,15 @@ def test_hardening_the_decode_backlog_refuses_with_503_and_retry_after(tight_ser
 
 
 def test_hardening_decoding_stops_when_the_client_hangs_up(tight_server: ServerProcess) -> None:
-    body = orjson.dumps({"images_b64": inked_webps((3000, 2000), (3000, 2000))})
+    body = orjson.dumps(heavy_request())
     with connect(tight_server) as connection:
         connection.sendall(post_head("/predict", len(body)) + body)
     deadline = time.monotonic() + 30
     while "decoding stopped after" not in tight_server.log() and time.monotonic() < deadline:
         time.sleep(0.1)
     lines = [line for line in tight_server.log().splitlines() if "decoding stopped after" in line]
-    assert lines and "of 2 images" in lines[-1], tight_server.log()[-2000:]
-    assert "decoding stopped after 2 of 2" not in lines[-1]
+    assert lines and "of 3 images" in lines[-1], tight_server.log()[-2000:]
+    assert "decoding stopped after 3 of 3" not in lines[-1]
 
 
 def test_hardening_an_idle_connection_is_closed(tight_server: ServerProcess) -> None:
@@ -179,20 +196,36 @@ def test_hardening_an_endless_header_is_cut_off_with_431(tight_server: ServerPro
     assert ErrorEnvelope.model_validate_json(body).error.code == "header_fields_too_large"
 
 
-def test_hardening_requests_beyond_the_concurrency_cap_are_refused_before_their_body(
-    tight_server: ServerProcess,
-) -> None:
-    """Three uploads in progress fill this server's cap: the fourth is answered 503 without sending its body."""
-    holding = [connect(tight_server) for _ in range(3)]
+def test_hardening_overload_is_refused_before_the_body_is_read(tight_server: ServerProcess) -> None:
+    """While a request is at work (three slow images), one whose declared length could hold the whole capacity
+    (64 images on this server) is answered 503 without sending its body."""
+    heavy = orjson.dumps(heavy_request())
+    worker = threading.Thread(
+        target=httpx.post,
+        args=(f"{tight_server.url}/predict",),
+        kwargs={"content": heavy, "headers": {"content-type": "application/json"}, "timeout": 60},
+    )
+    worker.start()
     try:
-        for connection in holding:
-            connection.sendall(post_head("/predict", 10_000) + b'{"image": [0')
-        time.sleep(0.2)
+        time.sleep(0.15)  # its body is in, and its images are decoding
         with connect(tight_server) as connection:
             connection.sendall(post_head("/predict", 400_000))
             status, headers, body = read_response_head_and_body(connection)
         assert status == 503 and headers["retry-after"] == "1"
         assert ErrorEnvelope.model_validate_json(body).error.code == "overloaded"
+    finally:
+        worker.join()
+
+
+def test_hardening_slow_uploads_do_not_lock_out_the_others(tight_server: ServerProcess) -> None:
+    """Slow uploads declaring large bodies reserve room only for a grace period: then the others get in again."""
+    holding = [connect(tight_server) for _ in range(5)]
+    try:
+        for connection in holding:
+            connection.sendall(post_head("/predict", 4_000_000) + b'{"image": [0')
+        time.sleep(UPLOAD_GRACE_SECONDS + 0.3)
+        response = httpx.post(f"{tight_server.url}/predict", json={"image": [0] * 784})
+        assert response.status_code == 200, response.text
     finally:
         for connection in holding:
             connection.close()

@@ -1,6 +1,7 @@
 """The benchmark's smoke run: `python -m bench --smoke` starts real servers, loads them for seconds and writes a
 well-formed result. No timing is asserted: CI machines are shared and slow, so only the shape and the absence of
-errors are checked.
+errors are checked. The report's arithmetic (goodput, refusals, the baseline table) and the catalog's twins and
+levels are checked on synthetic results, without servers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.catalog import SERVERS, all_levels, select_scenarios, with_baseline_twins
+from bench.report import baseline_comparison, compute_ratios, evaluate_targets, failures_cell, markdown_report
+from bench.runner import unexpected_failures
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_EXISTS = (REPOSITORY_ROOT / "service" / "__main__.py").is_file()
@@ -65,7 +70,8 @@ def test_bench_smoke_results_have_the_expected_structure(results: dict[str, Any]
     assert [scenario["name"] for scenario in results["scenarios"]] == ["floor", "service-json"]
     assert {server["name"] for server in results["servers"]} == {"floor", "service"}
     assert set(results["ratios"]) == {"floor", "service-json"}
-    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 6
+    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 7
+    assert results["baseline"] is None
 
 
 @pytest.mark.slow
@@ -80,6 +86,7 @@ def test_bench_smoke_every_scenario_completes_requests_without_errors(results: d
             assert run["non_2xx"] == 0
             assert run["errors"] == 0
             assert run["requests_per_second"] > 0
+            assert run["goodput_images_per_second"] == pytest.approx(run["images_per_second"], rel=0.01)
             assert run["latency_ms"]["p50"] > 0
             assert run["latency_ms"]["p99"] >= run["latency_ms"]["p50"]
             assert run["cpu_ms_per_request"] is not None
@@ -102,3 +109,103 @@ def test_bench_smoke_writes_the_table_and_the_chart(smoke_run: tuple[subprocess.
     assert "| scenario | c | req/s |" in (out / "latest.md").read_text()
     assert "| scenario | c | req/s |" in completed.stdout
     assert (out / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def synthetic_run(concurrency: int, goodput: float, *, non_2xx: int = 0, cpu_ms: float = 1.0) -> dict[str, Any]:
+    return {
+        "concurrency": concurrency,
+        "requests_per_second": goodput,
+        "images_per_second": goodput,
+        "goodput_images_per_second": goodput,
+        "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 4.0},
+        "cpu_ms_per_request": cpu_ms,
+        "server_cpu_cores": 1.0,
+        "loadgen_cpu_cores": 0.1,
+        "other_cpu_cores": 0.0,
+        "requests": 100,
+        "non_2xx": non_2xx,
+        "errors": 0,
+        "status_counts": {"200": 100 - non_2xx, "503": non_2xx} if non_2xx else {},
+        "peak_rss_mb": 600.0,
+    }
+
+
+def synthetic_scenario(name: str, server: str, runs: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    return {"name": name, "server": server, "status": "ok", "error": None, "runs": runs, **fields}
+
+
+def synthetic_results() -> dict[str, Any]:
+    return {
+        "command": "python -m bench",
+        "started_at": "2026-12-02 00:00:00",
+        "settings": {"loadgen": "wrk", "duration_seconds": 1.0, "warmup_seconds": 0.5, "repeats": 1},
+        "machine": {"cpu_count": 2},
+        "baseline": {"ref": "HEAD~1", "commit": "0123456789abcdef", "worktree": "/tmp/x"},
+        "servers": [{"name": "service", "status": "ready", "start_to_ready_seconds": 3.0, "peak_rss_mb": 600.0}],
+        "scenarios": [
+            synthetic_scenario("service-json", "service", [synthetic_run(1, 1000.0), synthetic_run(8, 2000.0)]),
+            synthetic_scenario(
+                "service-json@base", "service@base", [synthetic_run(1, 1000.0), synthetic_run(8, 2500.0)]
+            ),
+            synthetic_scenario(
+                "service-overload",
+                "service",
+                [synthetic_run(4, 10_000.0), synthetic_run(64, 6_000.0, non_2xx=40)],
+                refusals_expected=True,
+            ),
+        ],
+    }
+
+
+def test_baseline_comparison_pairs_each_twin_by_concurrency() -> None:
+    rows = baseline_comparison(synthetic_results())
+    assert [(row["scenario"], row["concurrency"], row["ratio"]) for row in rows] == [
+        ("service-json", 1, 1.0),
+        ("service-json", 8, 0.8),
+    ]
+
+
+def test_targets_include_the_overload_goodput_and_the_baseline() -> None:
+    results = synthetic_results()
+    results["baseline_comparison"] = baseline_comparison(results)
+    targets = {target["name"].split(":")[0].split(" (")[0]: target for target in evaluate_targets(results, {})}
+    assert targets["overload"]["measured"] == pytest.approx(0.6)
+    assert targets["overload"]["met"] is True
+    slowest = targets["no scenario slower than the baseline by more than 5%"]
+    assert slowest["measured"] == pytest.approx(0.8)
+    assert slowest["met"] is False
+
+
+def test_expected_refusals_are_shown_apart_and_do_not_count_as_failures() -> None:
+    overload = synthetic_results()["scenarios"][2]
+    assert failures_cell(overload, overload["runs"][1]) == "0 + 40 refused"
+    assert unexpected_failures(overload["runs"][1], refusals_expected=True) == 0
+    assert unexpected_failures(overload["runs"][1], refusals_expected=False) == 40
+    assert unexpected_failures({**overload["runs"][1], "status_counts": {}}, refusals_expected=True) == 0
+
+
+def test_the_markdown_has_the_goodput_column_and_the_baseline_table() -> None:
+    results = synthetic_results()
+    results["ratios"] = compute_ratios(results)
+    results["baseline_comparison"] = baseline_comparison(results)
+    results["targets"] = evaluate_targets(results, results["ratios"])
+    report = markdown_report(results)
+    assert "| images/s | goodput images/s |" in report
+    assert "Against the baseline HEAD~1 (0123456789ab)" in report
+    assert "| service-json | 8 | 2,000 | 2,500 | **0.80×** | 1.000 | 1.000 |" in report
+
+
+def test_baseline_twins_follow_their_originals_and_run_from_the_worktree() -> None:
+    scenarios, servers = with_baseline_twins(
+        select_scenarios(["floor", "service-json", "h11-json"]), dict(SERVERS), Path("/tmp/worktree"), "HEAD"
+    )
+    assert [scenario.name for scenario in scenarios] == ["floor", "service-json", "service-json@base", "h11-json"]
+    names = list(servers)
+    assert names[names.index("service") + 1] == "service@base"
+    assert "service-litert@base" not in servers
+    assert servers["service@base"].repository_root == Path("/tmp/worktree")
+    assert servers["service@base"].command == servers["service"].command
+
+
+def test_scenarios_with_levels_of_their_own_add_them_to_the_run() -> None:
+    assert all_levels(select_scenarios(["service-json", "service-overload"]), (1,)) == [1, 4, 64]
