@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.errors import DeadlineExceeded, InvalidRequest, Overloaded
 from service.payloads import MIN_JSON_IMAGE_BYTES
@@ -122,8 +122,7 @@ class Ticket:
         self.images = images
 
 
-@dataclass(frozen=True)
-class Deadline:
+class Deadline(NamedTuple):
     """When a request stops being worth working on: `timeout_ms` after it arrived (None: never)."""
 
     expires_at: float | None

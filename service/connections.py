@@ -75,7 +75,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_started = 0.0
         self._body_received = 0
         self._body_timer: asyncio.TimerHandle | None = None
-        self._lingering = False
+        self._rejected = False  # answered by the guard: nothing more is parsed or answered on this connection
+        self._read_bytes = 0  # the size of the read being parsed
 
     # A new connection gets the idle timer that uvicorn otherwise arms only after a response.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -89,10 +90,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
+        if self._rejected:
             return  # answered and closing: what the client still sends is discarded
+        self._read_bytes = len(data)
         super().data_received(data)
-        if self._finished:
+        if self._rejected or self.transport.is_closing():
             return
         if self._in_head:
             self._head_bytes += len(data)
@@ -102,6 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._head_timed_out)
         if self._in_body and self._body_timer is None:
+            self._body_started = time.monotonic()
             self._body_timer = self.loop.call_later(self.limits.body_timeout_seconds, self._check_body_progress)
 
     # Parser callbacks
@@ -111,7 +114,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
-        if self._finished:  # rejected earlier in this read: parse no further requests
+        if self._rejected:  # rejected earlier in this read: parse no further requests
             return
         self._in_head = False
         self._cancel(self._head_timer)
@@ -121,23 +124,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 UriTooLong(f"the URL is {len(self.url):,} bytes; the limit is {self.limits.max_url_bytes:,} bytes")
             )
             return
-        head = len(self.url) + REQUEST_LINE_OVERHEAD + sum(len(n) + len(v) + HEADER_OVERHEAD for n, v in self.headers)
-        if head > self.limits.max_header_bytes:
-            self._reject(self._headers_too_large(head))
-            return
+        if self._head_bytes + self._read_bytes > self.limits.max_header_bytes:  # else the head cannot be larger
+            head = (
+                len(self.url) + REQUEST_LINE_OVERHEAD + sum(len(n) + len(v) + HEADER_OVERHEAD for n, v in self.headers)
+            )
+            if head > self.limits.max_header_bytes:
+                self._reject(self._headers_too_large(head))
+                return
         super().on_headers_complete()
         self._in_body = True
-        self._body_started = time.monotonic()
         self._body_received = 0
 
     def on_body(self, body: bytes) -> None:
-        if self._finished:
+        if self._rejected:
             return
         self._body_received += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._finished:
+        if self._rejected:
             return
         self._in_body = False
         self._cancel(self._body_timer)
@@ -154,14 +159,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Timers
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._in_head and not self._finished:
+        if self._in_head and not self._rejected and not self.transport.is_closing():
             seconds = self.limits.header_timeout_seconds
             self._reject(RequestTimeout(f"the request headers were not complete within {seconds:g} s"))
 
     def _check_body_progress(self) -> None:
         """The body must keep up: body_timeout_seconds, plus a second for every body_min_rate bytes received."""
         self._body_timer = None
-        if not self._in_body or self._finished:
+        if not self._in_body or (self._rejected or self.transport.is_closing()):
             return
         allowed = self.limits.body_timeout_seconds + self._body_received / self.limits.body_min_rate
         remaining = self._body_started + allowed - time.monotonic()
@@ -201,10 +206,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         logger.info("closed the connection from %s: %s %s", client, error.status_code, error.message)
 
     def _close_lingering(self) -> None:
+        self._rejected = True
         if not self.transport.can_write_eof():
             self.transport.close()
             return
-        self._lingering = True
         self.flow.resume_reading()
         self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
@@ -227,11 +232,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         for timer in (self._head_timer, self._body_timer):
             self._cancel(timer)
         self._head_timer = self._body_timer = None
-
-    @property
-    def _finished(self) -> bool:
-        """Rejected (lingering) or closing: nothing more is parsed or answered on this connection."""
-        return self._lingering or self.transport.is_closing()
 
     @staticmethod
     def _cancel(timer: asyncio.TimerHandle | None) -> None:

@@ -9,7 +9,7 @@ pixel bodies are parsed on the event loop (tens of microseconds), large ones in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -28,8 +28,7 @@ INLINE_JSON_BYTES = 64 * 1024
 FILE_FIELD = "file"
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """How to read a request's images: the limits, whether to normalise files, where to decode them, and until
     when the request is worth working on."""
 

@@ -144,7 +144,7 @@ def _fast_pixels(images: list[Any], body: bytes) -> np.ndarray | None:
         array = np.fromiter(pixels, dtype=np.int64, count=len(images) * PIXELS)
     except (TypeError, ValueError, OverflowError):  # a wrong shape, a number where a list should be, or vice versa
         return None
-    if array.max() > 255 or array.min() < 0:
+    if array.max() > 255 or (b"-" in body and array.min() < 0):
         return None
     return array.astype(np.uint8).reshape(-1, SIDE, SIDE)
 
