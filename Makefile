@@ -47,6 +47,7 @@ train: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench $(ARGS)
+	$(BIN)/python -m bench.hostile
 
 docker-test: $(STAMP)
 	bash scripts/docker-test.sh

@@ -1,7 +1,8 @@
 """The CLI: `python -m bench` measures every scenario; `python -m bench --smoke` is the seconds-long CI variant.
 
 It writes `<out>/bench-<time>.json`, `.md` and `.png`, copies them to `<out>/latest.*`, prints the markdown
-table, and exits 0 only when every selected scenario completed without an error.
+table, and exits 0 only when every selected scenario completed without an error. With `--baseline REF` the
+service's scenarios also run on twins started from a temporary git worktree of REF, in the same run.
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.catalog import SCENARIOS, SMOKE_SCENARIOS, scenario_names, select_scenarios
+from bench.baseline import Baseline, BaselineError, baseline_worktree
+from bench.catalog import (
+    SCENARIOS,
+    SERVERS,
+    SMOKE_SCENARIOS,
+    ScenarioSpec,
+    ServerSpec,
+    extra_scenario_names,
+    scenario_names,
+    select_scenarios,
+    with_baseline_twins,
+)
 from bench.chart import draw_chart
 from bench.payloads import build_payloads, write_payload
-from bench.report import compute_ratios, evaluate_targets, markdown_report
+from bench.report import baseline_comparison, compute_ratios, evaluate_targets, markdown_report
 from bench.runner import PreparedPayload, RunSettings, run_benchmark
 from bench.wrk import wrk_available
 
@@ -44,7 +57,17 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (default 2)")
     parser.add_argument("--concurrency", help="comma-separated connection counts (default 1,8,64; smoke 1,4)")
     parser.add_argument("--repeats", type=int, default=1, help="measured runs per level; the median is reported")
-    parser.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(scenario_names())}")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated subset of: {', '.join(scenario_names())} (the default run); "
+        f"or of the extra ones, run only when named: {', '.join(extra_scenario_names())}",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the service's scenarios on twins (<name>@base) started from a git worktree of REF "
+        "(HEAD, a branch, a commit), and compare",
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "httpx"), help="auto: wrk when installed (smoke: httpx)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON, markdown and PNG")
     parser.add_argument(
@@ -126,6 +149,48 @@ def write_outputs(results: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
+def enter_baseline(stack: ExitStack, ref: str | None) -> Baseline | None:
+    """The baseline's worktree when a ref was given, removed when the stack closes; else None."""
+    if ref is None:
+        return None
+    try:
+        baseline = stack.enter_context(baseline_worktree(REPOSITORY_ROOT, ref))
+    except BaselineError as error:
+        raise SystemExit(str(error)) from None
+    print(f"baseline {ref}: commit {baseline.commit} checked out in {baseline.worktree}", file=sys.stderr)
+    return baseline
+
+
+def scenarios_and_servers(
+    scenarios: list[ScenarioSpec], baseline: Baseline | None
+) -> tuple[list[ScenarioSpec], dict[str, ServerSpec]]:
+    """The scenarios to run and the servers they name, with the baseline's twins when there is one."""
+    if baseline is None:
+        return scenarios, dict(SERVERS)
+    label = f"{baseline.ref} ({baseline.commit[:12]})"
+    return with_baseline_twins(scenarios, dict(SERVERS), baseline.worktree, label)
+
+
+def measure(
+    scenarios: list[ScenarioSpec], settings: RunSettings, baseline: Baseline | None, out: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write the request bodies to files and run the benchmark; returns the server and scenario records."""
+    planned_scenarios, server_specs = scenarios_and_servers(scenarios, baseline)
+    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as body_directory:
+        payloads = {
+            name: PreparedPayload(payload, write_payload(payload, Path(body_directory)))
+            for name, payload in build_payloads().items()
+        }
+        return run_benchmark(
+            planned_scenarios,
+            payloads,
+            settings,
+            servers=server_specs,
+            repository_root=REPOSITORY_ROOT,
+            log_directory=out / "logs",
+        )
+
+
 def raise_on_termination(signal_number: int, _frame: object) -> None:
     """Turn SIGTERM into an exception, so the servers are stopped on the way out as for Ctrl-C."""
     raise SystemExit(128 + signal_number)
@@ -150,20 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**vars(settings), "concurrency_levels": list(settings.concurrency_levels)},
         "machine": machine_description(settings),
     }
-    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as body_directory:
-        payloads = {
-            name: PreparedPayload(payload, write_payload(payload, Path(body_directory)))
-            for name, payload in build_payloads().items()
-        }
-        try:
-            servers, scenario_results = run_benchmark(
-                scenarios, payloads, settings, repository_root=REPOSITORY_ROOT, log_directory=out / "logs"
-            )
-        except KeyboardInterrupt:
-            print("interrupted; every server has been stopped", file=sys.stderr)
-            return 130
+    try:
+        with ExitStack() as stack:
+            baseline = enter_baseline(stack, options.baseline)
+            results["baseline"] = baseline.as_dict() if baseline else None
+            servers, scenario_results = measure(scenarios, settings, baseline, out)
+    except KeyboardInterrupt:
+        print("interrupted; every server has been stopped and any baseline worktree removed", file=sys.stderr)
+        return 130
     results.update(servers=servers, scenarios=scenario_results, finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     results["ratios"] = compute_ratios(results)
+    if baseline is not None:
+        results["baseline_comparison"] = baseline_comparison(results)
     results["targets"] = evaluate_targets(results, results["ratios"])
     paths = write_outputs(results, out)
     print(markdown_report(results))

@@ -26,7 +26,9 @@ def tick_label(scenario: dict[str, Any]) -> str:
 
 def draw_chart(results: dict[str, Any], path: Path) -> None:
     scenarios = measured_scenarios(results)
-    levels = results["settings"]["concurrency_levels"]
+    # Every level any scenario ran at: a scenario with levels of its own may add some to the run's.
+    ran_at = {run["concurrency"] for scenario in scenarios for run in scenario["runs"]}
+    levels = sorted(ran_at) or results["settings"]["concurrency_levels"]
     figure, (throughput_axes, latency_axes) = plt.subplots(2, 1, figsize=(11, 8.5), constrained_layout=True)
     bar_width = BAR_GROUP_WIDTH / max(1, len(levels))
     colors = plt.get_cmap("viridis")([index / max(1, len(levels) - 1) * 0.85 for index in range(len(levels))])

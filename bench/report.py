@@ -1,7 +1,9 @@
-"""Ratios against the naive baseline and the framework floor of the same run, the targets, and the markdown table.
+"""Ratios against the naive baseline and the framework floor of the same run, the targets, and the markdown tables.
 
 Ratios compare images per second at the same concurrency, so for single-image scenarios they are ratios of
-requests per second, and for the batch scenario they say how many more images it classifies.
+requests per second, and for the batch scenario they say how many more images it classifies. Goodput counts
+only the images of successful responses: under overload a refused request is no throughput. With a baseline
+(`--baseline REF`), every twin pair is compared by goodput and CPU per request at each concurrency.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.catalog import FLOOR_SCENARIO, NAIVE_SCENARIO
+from bench.catalog import BASELINE_SUFFIX, FLOOR_SCENARIO, NAIVE_SCENARIO
 
 SERVICE_SINGLE_SCENARIO = "service-json"
 SERVICE_BATCH_SCENARIO = "service-batch64"
+SERVICE_OVERLOAD_SCENARIO = "service-overload"
 SERVICE_SERVER = "service"
+# The overload target compares goodput at these two levels: the service's own, and sixteen times as many clients.
+OVERLOAD_LOW, OVERLOAD_HIGH = 4, 64
+# "Not slower than the baseline": new / base goodput of every twin pair at every level at least this.
+BASELINE_MIN_RATIO = 0.95
 
 
 def run_at(results: dict[str, Any], scenario_name: str, concurrency: int) -> dict[str, Any] | None:
@@ -48,8 +55,44 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, dict[str, dict[str, flo
 
 
 def best_images_per_second(results: dict[str, Any], scenario_name: str) -> float | None:
-    runs = [run_at(results, scenario_name, level) for level in results["settings"]["concurrency_levels"]]
+    """The highest images/s of the scenario over the levels it ran at; None if it did not run."""
+    runs = [run_at(results, scenario_name, level) for level in measured_levels(results)]
     return max((run["images_per_second"] for run in runs if run), default=None)
+
+
+def measured_levels(results: dict[str, Any]) -> list[int]:
+    """Every concurrency any scenario ran at, ascending (scenarios may have levels of their own)."""
+    return sorted({run["concurrency"] for scenario in results["scenarios"] for run in scenario["runs"]})
+
+
+def goodput_at(results: dict[str, Any], scenario_name: str, concurrency: int) -> float | None:
+    run = run_at(results, scenario_name, concurrency)
+    return run.get("goodput_images_per_second") if run else None
+
+
+def baseline_comparison(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per twin pair and concurrency either ran at: goodput and CPU per request, new and base (None
+    where one of the two has no measurement, so a twin that failed leaves a visible gap)."""
+    by_name = {scenario["name"]: scenario for scenario in results["scenarios"]}
+    rows = []
+    for name, scenario in by_name.items():
+        twin = by_name.get(name + BASELINE_SUFFIX)
+        if twin is None:
+            continue
+        for concurrency in sorted({run["concurrency"] for run in scenario["runs"] + twin["runs"]}):
+            new, base = run_at(results, name, concurrency) or {}, run_at(results, twin["name"], concurrency) or {}
+            rows.append(
+                {
+                    "scenario": name,
+                    "concurrency": concurrency,
+                    "goodput_new": new.get("goodput_images_per_second"),
+                    "goodput_base": base.get("goodput_images_per_second"),
+                    "ratio": ratio(new.get("goodput_images_per_second"), base.get("goodput_images_per_second")),
+                    "cpu_ms_per_request_new": new.get("cpu_ms_per_request"),
+                    "cpu_ms_per_request_base": base.get("cpu_ms_per_request"),
+                }
+            )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -107,7 +150,31 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
         at_least("batches of 64: images/s (best concurrency)", "≥ 15,000", best_batch, 15_000, "images/s"),
         at_most("service peak RSS", "≤ 700 MB", service.get("peak_rss_mb"), 700, "MB"),
         at_most("service start to ready", "≤ 10 s", service.get("start_to_ready_seconds"), 10, "s"),
+        at_least(
+            f"overload: goodput at c={OVERLOAD_HIGH} over goodput at c={OVERLOAD_LOW} (service-overload)",
+            "≥ 0.5×",
+            ratio(
+                goodput_at(results, SERVICE_OVERLOAD_SCENARIO, OVERLOAD_HIGH),
+                goodput_at(results, SERVICE_OVERLOAD_SCENARIO, OVERLOAD_LOW),
+            ),
+            0.5,
+            "x",
+        ),
     ]
+    if results.get("baseline"):
+        ratios_to_base = [row["ratio"] for row in results.get("baseline_comparison", [])]
+        # Not measured when a pair has no ratio (one of the twins failed or succeeded at nothing): a gap is no verdict.
+        slowest = min(ratios_to_base) if ratios_to_base and None not in ratios_to_base else None
+        targets.append(
+            at_least(
+                f"no scenario slower than the baseline by more than 5% (slowest new / base goodput, "
+                f"{results['baseline']['ref']})",
+                "≥ 0.95×",
+                slowest,
+                BASELINE_MIN_RATIO,
+                "x",
+            )
+        )
     return [target.as_dict() for target in targets]
 
 
@@ -129,6 +196,18 @@ def servers_by_name(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {server["name"]: server for server in results["servers"]}
 
 
+def failures_cell(scenario: dict[str, Any], run: dict[str, Any]) -> str:
+    """Failures in bold; where refusals are expected, the refusals after them, not in bold."""
+    failures = run["non_2xx"] + run["errors"]
+    if not scenario.get("refusals_expected"):
+        return f"**{failures}**" if failures else "0"
+    counts = run.get("status_counts") or {}
+    refused = counts.get("503", 0) if counts else run["non_2xx"]
+    unexpected = failures - refused
+    shown = f"**{unexpected}**" if unexpected else "0"
+    return f"{shown} + {number(refused)} refused" if refused else shown
+
+
 def scenario_rows(results: dict[str, Any]) -> list[str]:
     servers = servers_by_name(results)
     rows = []
@@ -136,16 +215,16 @@ def scenario_rows(results: dict[str, Any]) -> list[str]:
         server = servers.get(scenario["server"], {})
         if scenario["status"] == "failed" and not scenario["runs"]:
             reason = (scenario["error"] or "").splitlines()[0] if scenario["error"] else "failed"
-            rows.append(f"| {scenario['name']} | – | failed: {reason} |" + " |" * 10)
+            rows.append(f"| {scenario['name']} | – | failed: {reason} |" + " |" * 11)
             continue
         for run in scenario["runs"]:
             ratios = results["ratios"][scenario["name"]][str(run["concurrency"])]
-            failures = run["non_2xx"] + run["errors"]
             cells = [
                 scenario["name"],
                 str(run["concurrency"]),
                 number(run["requests_per_second"]),
                 number(run["images_per_second"]),
+                number(run.get("goodput_images_per_second")),
                 number(run["latency_ms"]["p50"], 2),
                 number(run["latency_ms"]["p99"], 2),
                 number(run["cpu_ms_per_request"], 3),
@@ -154,7 +233,7 @@ def scenario_rows(results: dict[str, Any]) -> list[str]:
                 number(server.get("start_to_ready_seconds"), 2),
                 times(ratios["vs_naive"]),
                 times(ratios["vs_floor"]),
-                f"**{failures}**" if failures else "0",
+                failures_cell(scenario, run),
             ]
             rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -171,6 +250,36 @@ def target_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def baseline_lines(results: dict[str, Any]) -> list[str]:
+    """The table against the baseline, or nothing when the run had none."""
+    baseline = results.get("baseline")
+    if not baseline:
+        return []
+    lines = [
+        "",
+        f"Against the baseline {baseline['ref']} ({baseline['commit'][:12]}): each scenario beside its "
+        f"`{BASELINE_SUFFIX}` twin, the same server started from a worktree of that commit.",
+        "",
+        "| scenario | c | goodput images/s new | goodput images/s base | new / base "
+        "| CPU ms/req new | CPU ms/req base |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in results.get("baseline_comparison", []):
+        slower = row["ratio"] is not None and row["ratio"] < BASELINE_MIN_RATIO
+        shown_ratio = times(row["ratio"])
+        cells = [
+            row["scenario"],
+            str(row["concurrency"]),
+            number(row["goodput_new"]),
+            number(row["goodput_base"]),
+            f"**{shown_ratio}**" if slower else shown_ratio,
+            number(row["cpu_ms_per_request_new"], 3),
+            number(row["cpu_ms_per_request_base"], 3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     settings = results["settings"]
     machine = results["machine"]
@@ -181,10 +290,11 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"{number(settings['duration_seconds'], 1)} s runs after {number(settings['warmup_seconds'], 1)} s of warm-up, "
         f"median of {settings['repeats']} repeat(s).",
         "",
-        "| scenario | c | req/s | images/s | p50 ms | p99 ms | server CPU ms/req | CPU cores server / loadgen / other "
-        "| peak RSS MB | start to ready s | × naive | × floor | errors |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| scenario | c | req/s | images/s | goodput images/s | p50 ms | p99 ms | server CPU ms/req "
+        "| CPU cores server / loadgen / other | peak RSS MB | start to ready s | × naive | × floor | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *scenario_rows(results),
+        *baseline_lines(results),
         "",
         "| target | goal | measured | verdict |",
         "|---|---|--:|---|",

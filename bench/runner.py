@@ -3,7 +3,8 @@
 Servers are started one at a time, so each start-to-ready time is measured on a quiet machine, and then all of
 them stay up (idle servers use no CPU). The measurements go concurrency level by level, repeat by repeat, and
 within a repeat scenario by scenario, each one a warm-up and then a measured run. On a shared machine whatever
-else is running then slows every scenario alike, and the ratios between them stay meaningful.
+else is running then slows every scenario alike, and the ratios between them stay meaningful. A scenario with
+concurrency levels of its own runs only at those; the others run at the run's levels.
 The results are plain JSON-ready dictionaries; bench/README.md describes their fields.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.catalog import SERVERS, ScenarioSpec, ServerSpec
+from bench.catalog import ScenarioSpec, ServerSpec, all_levels, scenario_levels
 from bench.launcher import RunningServer, ServerStartError, running_server
 from bench.load import LoadGeneratorError, LoadResult, LoadTarget
 from bench.loadgen import run_httpx
@@ -109,11 +110,16 @@ def measure_once(run: ScenarioRun, concurrency: int, settings: RunSettings) -> d
     after, machine_after = snapshot_group(group), machine_busy_seconds()
     settle(run.server)
     server_cpu_seconds = after.cpu_seconds - before.cpu_seconds
+    successful = load.requests - load.non_2xx
     # Whatever else ran on the machine meanwhile: other tenants, and the harness itself.
     other_cpu_seconds = (machine_after - machine_before) - server_cpu_seconds - load.loadgen_cpu_seconds
     return {
         **asdict(load),
         "requests_per_second": load.requests_per_second,
+        # Goodput: only successful responses count, so a server that refuses fast does not look fast.
+        "goodput_images_per_second": successful / load.duration_seconds * run.images_per_request
+        if load.duration_seconds > 0
+        else 0.0,
         "server_cpu_seconds": server_cpu_seconds,
         "cpu_ms_per_request": server_cpu_seconds * 1000 / load.requests if load.requests else None,
         "server_cpu_cores": server_cpu_seconds / window_seconds,
@@ -128,12 +134,22 @@ def median_of(repeats: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def summed_status_counts(repeats: list[dict[str, Any]]) -> dict[str, int]:
+    """Responses per status code over the repeats; empty when the generator does not count them (wrk)."""
+    totals: dict[str, int] = {}
+    for repeat in repeats:
+        for status, count in repeat.get("status_counts", {}).items():
+            totals[status] = totals.get(status, 0) + count
+    return dict(sorted(totals.items()))
+
+
 def summarize_repeats(concurrency: int, repeats: list[dict[str, Any]], images_per_request: int) -> dict[str, Any]:
     requests_per_second = median_of(repeats, "requests_per_second") or 0.0
     return {
         "concurrency": concurrency,
         "requests_per_second": requests_per_second,
         "images_per_second": requests_per_second * images_per_request,
+        "goodput_images_per_second": median_of(repeats, "goodput_images_per_second") or 0.0,
         "latency_ms": {
             percentile: median_of(repeats, f"latency_{percentile}_ms") for percentile in ("p50", "p90", "p99", "max")
         },
@@ -144,6 +160,7 @@ def summarize_repeats(concurrency: int, repeats: list[dict[str, Any]], images_pe
         "requests": sum(repeat["requests"] for repeat in repeats),
         "non_2xx": sum(repeat["non_2xx"] for repeat in repeats),
         "errors": sum(repeat["errors"] for repeat in repeats),
+        "status_counts": summed_status_counts(repeats),
         "peak_rss_mb": max(repeat["server_peak_rss_mb"] for repeat in repeats),
         "repeats": repeats,
     }
@@ -159,6 +176,8 @@ def scenario_record(scenario: ScenarioSpec, prepared: PreparedPayload) -> dict[s
         "content_type": prepared.payload.content_type,
         "body_bytes": len(prepared.payload.body),
         "images_per_request": prepared.payload.images_per_request,
+        "concurrency_levels": list(scenario.concurrency_levels) if scenario.concurrency_levels else None,
+        "refusals_expected": scenario.refusals_expected,
         "status": "failed",
         "error": None,
         "sample_response": None,
@@ -170,6 +189,7 @@ def server_record(spec: ServerSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "description": spec.description,
+        "repository_root": None,
         "command": None,
         "ready_url": None,
         "status": "failed",
@@ -182,19 +202,24 @@ def server_record(spec: ServerSpec) -> dict[str, Any]:
 
 
 def start_servers(
-    stack: ExitStack, names: list[str], settings: RunSettings, *, repository_root: Path, log_directory: Path
+    stack: ExitStack, specs: list[ServerSpec], settings: RunSettings, *, repository_root: Path, log_directory: Path
 ) -> tuple[dict[str, RunningServer], dict[str, dict[str, Any]]]:
-    """Start the named servers one after another; the stack stops them all, whatever happens later."""
+    """Start the servers one after another; the stack stops them all, whatever happens later.
+
+    Each runs in its own repository root when it has one (a baseline twin's worktree), else in the harness's.
+    """
     running, records = {}, {}
-    for name in names:
-        spec = SERVERS[name]
+    for spec in specs:
+        name = spec.name
         record = records[name] = server_record(spec)
+        root = spec.repository_root or repository_root
+        record["repository_root"] = str(root)
         progress(f"{name}: starting")
         try:
             server = stack.enter_context(
                 running_server(
                     spec,
-                    repository_root=repository_root,
+                    repository_root=root,
                     model_directory=settings.model_directory,
                     log_directory=log_directory,
                     ready_timeout_seconds=settings.ready_timeout_seconds,
@@ -252,7 +277,9 @@ def measure_level(runs: list[ScenarioRun], concurrency: int, settings: RunSettin
     repeats: dict[str, list[dict[str, Any]]] = {run.spec.name: [] for run in runs}
     failed: set[str] = set()
     for repeat in range(settings.repeats):
-        for run in runs:
+        # Every other repeat goes backwards, so that no scenario always follows the same neighbour (a baseline
+        # twin would otherwise always run right after its original).
+        for run in runs if repeat % 2 == 0 else runs[::-1]:
             if run.spec.name in failed:
                 continue
             try:
@@ -265,8 +292,10 @@ def measure_level(runs: list[ScenarioRun], concurrency: int, settings: RunSettin
             repeats[run.spec.name].append(measured)
             progress(
                 f"  c={concurrency} repeat {repeat + 1}/{settings.repeats} {run.spec.name}: "
-                f"{measured['requests_per_second']:,.0f} req/s, p50 {measured['latency_p50_ms']:.2f} ms, "
-                f"p99 {measured['latency_p99_ms']:.2f} ms, {measured['non_2xx'] + measured['errors']} errors"
+                f"{measured['requests_per_second']:,.0f} req/s, "
+                f"goodput {measured['goodput_images_per_second']:,.0f} images/s, "
+                f"p50 {measured['latency_p50_ms']:.2f} ms, "
+                f"p99 {measured['latency_p99_ms']:.2f} ms, {measured['non_2xx']} non-2xx, {measured['errors']} errors"
             )
     for run in runs:
         if run.spec.name not in failed:
@@ -274,32 +303,52 @@ def measure_level(runs: list[ScenarioRun], concurrency: int, settings: RunSettin
     return [run for run in runs if run.spec.name not in failed]
 
 
+def unexpected_failures(level: dict[str, Any], refusals_expected: bool) -> int:
+    """The failures that flag a scenario at one level: every non-2xx response and connection error, except, where
+    refusals are expected, the refusals (503s when the generator counts statuses, every non-2xx under wrk)."""
+    if not refusals_expected:
+        return level["non_2xx"] + level["errors"]
+    counts = level.get("status_counts") or {}
+    other_statuses = level["non_2xx"] - counts.get("503", 0) if counts else 0
+    return other_statuses + level["errors"]
+
+
+def measure_levels(runnable: list[ScenarioRun], settings: RunSettings) -> None:
+    """Go through the union of the levels in ascending order; at each, measure the scenarios that run at it."""
+    levels = all_levels([run.spec for run in runnable], settings.concurrency_levels)
+    for concurrency in levels:
+        here = [run for run in runnable if concurrency in scenario_levels(run.spec, settings.concurrency_levels)]
+        still_runnable = {run.spec.name for run in measure_level(here, concurrency, settings)}
+        dropped = {run.spec.name for run in here} - still_runnable
+        runnable = [run for run in runnable if run.spec.name not in dropped]
+
+
 def run_benchmark(
     scenarios: list[ScenarioSpec],
     payloads: dict[str, PreparedPayload],
     settings: RunSettings,
     *,
+    servers: dict[str, ServerSpec],
     repository_root: Path,
     log_directory: Path,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Measure the scenarios; returns the server records and the scenario records, in catalog order."""
-    needed = [name for name in SERVERS if any(scenario.server == name for scenario in scenarios)]
+    """Measure the scenarios on the servers they name (started in the mapping's order); returns the server
+    records and the scenario records, in the given orders."""
+    needed = [spec for name, spec in servers.items() if any(scenario.server == name for scenario in scenarios)]
     with ExitStack() as stack:
         running, server_records = start_servers(
             stack, needed, settings, repository_root=repository_root, log_directory=log_directory
         )
         scenario_records, runnable = prepare_scenarios(scenarios, payloads, running, server_records, settings)
-        completed = list(runnable)
-        for concurrency in settings.concurrency_levels:
-            runnable = measure_level(runnable, concurrency, settings)
-        for run in completed:
-            failures = sum(level["non_2xx"] + level["errors"] for level in run.record["runs"])
+        measure_levels(runnable, settings)
+        for run in runnable:
+            failures = sum(unexpected_failures(level, run.spec.refusals_expected) for level in run.record["runs"])
             if run.record["error"] is None:
                 run.record["status"] = "errors" if failures else "ok"
         for name, server in running.items():
             end = snapshot_group(server.process_group)
             # The group's summed peak drops if a short-lived member exits, so keep the highest one seen.
-            own_runs = [run for run in completed if run.spec.server == name]
+            own_runs = [run for run in runnable if run.spec.server == name]
             seen = [level["peak_rss_mb"] for run in own_runs for level in run.record["runs"]]
             peak_rss_mb = max([end.peak_rss_bytes / MEGABYTE, *seen])
             server_records[name].update(peak_rss_mb=peak_rss_mb, end_rss_mb=end.rss_bytes / MEGABYTE)
