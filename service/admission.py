@@ -9,8 +9,8 @@ body is read, when it would not fit beside what is already admitted:
 - at most `max_requests` requests at work at once (their body read: parsed, decoded, queued or in the model);
 - the images in flight within `image_capacity`, the batching queue's capacity, so that admitted work finds room.
 
-What a request counts for grows as it is known better: while its body arrives, the most images its declared
-Content-Length could hold; once the body is in, what its bytes show (`images_in_body` in service/inputs.py,
+What a request counts for grows as it is known better: while a large body (over 64 KiB) arrives, the most images
+its declared Content-Length could hold; once the body is in, what its bytes show (`images_in_body` in service/inputs.py,
 before parsing); once parsed or decoded, its real count. The first of these is only a reservation, and it lapses
 after UPLOAD_GRACE_SECONDS: a fast client's body is in long before (476 KB over loopback: milliseconds), while a
 client that declares a large body and trickles it in would otherwise lock everyone else out for as long as the
@@ -30,6 +30,9 @@ from service.payloads import MIN_JSON_IMAGE_BYTES
 
 CLIENT_TIMEOUT_HEADER = "x-request-timeout-ms"
 UPLOAD_GRACE_SECONDS = 1.0
+# uvicorn buffers 64 KiB of a body before it stops reading, and the JSON in a body that size parses in well under a
+# millisecond: a larger body is worth counting before it is read and parsed, and a refused one costs real reading.
+LARGE_BODY_BYTES = 64 * 1024
 
 
 class Admission:
@@ -49,9 +52,14 @@ class Admission:
     def admit(self, declared_bytes: int | None) -> Ticket:
         """A ticket reserving what a body of `declared_bytes` (None: chunked, as large as allowed) could hold, or
         Overloaded if that would not fit. Use the ticket as a context manager: it is given back when the block ends."""
-        now = time.monotonic()
-        self._lapse_reservations(now)
         estimate = self.estimated_images(declared_bytes)
+        if self._uploads:
+            self._lapse_reservations(time.monotonic())
+        if declared_bytes is not None and declared_bytes <= LARGE_BODY_BYTES:
+            # Arrives in a read or two and parses in well under a millisecond: counted once it is parsed.
+            self._check_room(estimate, others=self.images + self.reserved, new_request=True)
+            return Ticket(self, reserved=0, since=0.0)
+        now = time.monotonic()
         self._check_room(estimate, others=self.images + self.reserved, new_request=True)
         ticket = Ticket(self, reserved=estimate, since=now)
         self.reserved += estimate

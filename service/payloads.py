@@ -140,7 +140,7 @@ def _fast_pixels(images: list[Any], body: bytes) -> np.ndarray | None:
     if start < 0 or body[start:].translate(None, INTEGER_ARRAY_BYTES):
         return None
     try:
-        pixels = chain.from_iterable(_flat_pixels(image) for image in images)
+        pixels = _flat_pixels(images[0]) if len(images) == 1 else chain.from_iterable(map(_flat_pixels, images))
         array = np.fromiter(pixels, dtype=np.int64, count=len(images) * PIXELS)
     except (TypeError, ValueError, OverflowError):  # a wrong shape, a number where a list should be, or vice versa
         return None

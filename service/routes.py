@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.admission import CLIENT_TIMEOUT_HEADER, Deadline
+from service.admission import CLIENT_TIMEOUT_HEADER, LARGE_BODY_BYTES, Deadline
 from service.encoding import json_response
 from service.errors import InvalidRequest, ModelNotReady, Overloaded, ServiceError, envelope, request_id_of
 from service.inputs import Reading, images_in_body, read_images
@@ -24,9 +24,6 @@ from service.summary import model_summary, summary_text
 
 router = APIRouter()
 PREPROCESS_OPTIONS = ("mnist", "none")
-# uvicorn buffers 64 KiB of a body before it stops reading, and the JSON in a body that size parses in well under a
-# millisecond: a larger body is worth counting before it is parsed, and a refused one costs real reading.
-LARGE_BODY_BYTES = 64 * 1024
 # Long enough to bound that reading to a fraction of a core (64 clients resending 476 KB batches: goodput 0.29x of
 # 4 clients' without a pause, 0.79x with it; 0.25 s measured no better), short beside Retry-After.
 REFUSAL_PAUSE_SECONDS = 0.05
@@ -52,23 +49,23 @@ async def predict(request: Request) -> Response:
     """
     serving = await get_serving(request)
     settings = serving.settings
-    preprocess = _preprocess_option(request)
+    scope = request.scope
+    headers = request.headers
     deadline = Deadline.for_request(
-        arrival_time(request.scope), settings.request_timeout_ms, request.headers.get(CLIENT_TIMEOUT_HEADER)
+        arrival_time(scope), settings.request_timeout_ms, headers.get(CLIENT_TIMEOUT_HEADER)
     )
-    admission = serving.admission
-    declared_bytes = declared_body_bytes(request.scope)
+    declared_bytes = declared_body_bytes(scope)
     try:
-        ticket = admission.admit(declared_bytes)
+        ticket = serving.admission.admit(declared_bytes)
     except Overloaded:
         await _pause_if_large(declared_bytes)
         raise
     with ticket:
-        body = await request.body()  # read_images reads it again from memory
-        if len(body) > LARGE_BODY_BYTES:  # worth refusing before it is parsed or decoded, while that is cheap
-            content_type = request.headers.get("content-type", "")
-            ticket.hold(images_in_body(body, content_type, settings.max_images_per_request))
-        reading = Reading(settings.max_images_per_request, preprocess, serving.decode_pool, deadline)
+        reading = Reading(settings.max_images_per_request, _preprocess_option(request), serving.decode_pool, deadline)
+        if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
+            # Counted from its bytes before it is parsed or decoded, while refusing is still cheap.
+            body = await request.body()  # read_images reads it again from memory
+            ticket.hold(images_in_body(body, headers.get("content-type", ""), settings.max_images_per_request))
         images = await read_images(request, reading)
         ticket.hold(len(images))
         probabilities = await serving.batcher.classify(images, request.is_disconnected, deadline)
