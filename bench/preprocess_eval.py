@@ -54,7 +54,8 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from service import images  # noqa: E402 - the path above makes the script runnable as a file too.
+from models.contract import EXTRA_FOLDER, version_numbers  # noqa: E402 - the path above makes the script runnable as a file too.
+from service import images  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 
 UInt8Array = npt.NDArray[np.uint8]
@@ -110,9 +111,8 @@ def load_mnist_test() -> tuple[UInt8Array, npt.NDArray[np.int64]]:
 
 def default_model_path() -> Path:
     """The committed model's Keras file (highest version) if there is one, else the seed model."""
-    versions = sorted((p for p in STRONG_MODEL.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
-    for version in reversed(versions):
-        candidate = version / "assets.extra" / "model.keras"
+    for version in reversed(version_numbers(STRONG_MODEL)):
+        candidate = STRONG_MODEL / str(version) / EXTRA_FOLDER / "model.keras"
         if candidate.exists():
             return candidate
     return SEED_MODEL

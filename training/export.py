@@ -17,35 +17,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.contract import CARD_FILE, EXTRA_FOLDER, TEMPORARY_PREFIX, version_numbers
 from training.card import ModelCard
 from training.plots import write_confusion_matrix, write_report, write_training_curves
 
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-CARD_FILE = "model_card.json"
-EXTRA_FOLDER = "assets.extra"
-TEMPORARY_PREFIX = ".tmp-"
 
 
 class ExportError(Exception):
     """The export could not be done; nothing was left behind in the repository."""
 
 
-def existing_versions(model_folder: Path) -> list[int]:
-    """Version folders as TF Serving sees them: names that are positive integers."""
-    if not model_folder.is_dir():
-        return []
-    return sorted(
-        int(entry.name)
-        for entry in model_folder.iterdir()
-        if entry.is_dir() and entry.name.isdigit() and int(entry.name) > 0
-    )
-
-
 def choose_version(model_folder: Path, pinned: int | None, *, force: bool) -> int:
     """The next free version, or the pinned one (which may replace an existing version only with `force`)."""
-    versions = existing_versions(model_folder)
+    versions = version_numbers(model_folder)
     if pinned is None:
         return (versions[-1] + 1) if versions else 1
     if pinned < 1:

@@ -24,9 +24,11 @@ from fastapi import FastAPI, Request
 from keras import layers
 from pydantic import BaseModel
 
+from models.contract import EXTRA_FOLDER, version_numbers
+
 MODEL_DIRECTORY_VARIABLE = "BENCH_MODEL_DIR"
 DEFAULT_MODEL_DIRECTORY = "models/mnist_convnet"
-KERAS_FILE = Path("assets.extra") / "model.keras"
+KERAS_FILE = Path(EXTRA_FOLDER) / "model.keras"
 
 
 class ImageRequest(BaseModel):
@@ -39,10 +41,9 @@ def find_keras_file(model_directory: Path) -> Path | None:
     """The Keras file of the highest numbered version, or None when there is none."""
     if not model_directory.is_dir():
         return None
-    versions = [path for path in model_directory.iterdir() if path.name.isdigit() and int(path.name) > 0]
-    for version in sorted(versions, key=lambda path: int(path.name), reverse=True):
-        if (version / KERAS_FILE).is_file():
-            return version / KERAS_FILE
+    for version in reversed(version_numbers(model_directory)):
+        if (model_directory / str(version) / KERAS_FILE).is_file():
+            return model_directory / str(version) / KERAS_FILE
     return None
 
 

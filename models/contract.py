@@ -1,0 +1,41 @@
+"""The repository's contract, shared by the training job that writes versions, the service that serves them and
+the benchmarks that read them. Plain Python, no TensorFlow: the service imports this, never the training job.
+
+A model is a folder of the repository; a version is a sub-folder named by a positive integer (TF Serving's rule:
+`1/`, `2/`, ..., `0/`, `v2/` and `.tmp-*` are not versions), holding a SavedModel and, in `assets.extra/`, the
+model card that `model_card.schema.json` describes. The training job writes a version under a `.tmp-` name and
+renames it into place, so a version folder is complete the moment its name appears.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent
+CARD_SCHEMA_FILE = "model_card.schema.json"
+EXTRA_FOLDER = "assets.extra"
+CARD_FILE = "model_card.json"
+CARD_PATH = Path(EXTRA_FOLDER) / CARD_FILE
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def version_number(name: str) -> int | None:
+    """The version a folder name stands for (`"12"` → 12), or None when the name is not a version."""
+    if not (name.isascii() and name.isdigit()):
+        return None
+    number = int(name)
+    return number if number > 0 else None
+
+
+def version_numbers(model_folder: Path) -> list[int]:
+    """The versions in a model folder, lowest first; [] when the folder does not exist."""
+    try:
+        entries = list(model_folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(number for entry in entries if (number := version_number(entry.name)) is not None and entry.is_dir())
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A folder of the repository that holds at least one version."""
+    return folder.is_dir() and not folder.name.startswith(".") and bool(version_numbers(folder))
