@@ -9,7 +9,7 @@
 #   docker build --build-arg MODEL_VERSION=2 -t digit-serve:model-2 .   # bake another version of models/mnist_convnet
 #
 # The runtime image holds a virtualenv with requirements/service.txt (pinned by requirements/constraints.txt),
-# the service package and the committed model, and nothing else: no compilers, no training dependencies, no
+# the service package and the committed models (mnist_convnet, mnist_no_maxpool), and nothing else: no compilers, no training dependencies, no
 # tests, no pip cache. It builds with the legacy builder too (no RUN --mount, no heredocs).
 
 # The version of models/mnist_convnet baked into the images: the committed default unless told otherwise.
@@ -61,6 +61,10 @@ RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constra
 # named volume on /app/models it is seeded from the image, and the trainer (that user) must add versions to it.
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
+COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
+# The repository's contract (models/contract.py) is code, and /app/models is a volume: the contract goes into the
+# virtualenv, where a mounted folder cannot hide it (a regular package wins over a folder without __init__.py).
+COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
 COPY training/ training/
 
 # Matplotlib writes a font cache; /tmp is the only writable place under a read-only root filesystem.
@@ -80,6 +84,8 @@ COPY --from=service-venv /opt/venv /opt/venv
 # the app user for the trainer stage's reason; the container still cannot write it (read-only root filesystem).
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
+COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
+COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
 COPY deploy/docker/healthcheck.py /app/healthcheck.py
 COPY service/ service/
 
@@ -87,7 +93,7 @@ COPY service/ service/
 # Keras and TensorFlow may write small caches under their home: /tmp, a tmpfs in docker-compose.yml and k8s.
 ENV DIGIT_SERVE_HOST=0.0.0.0 \
     DIGIT_SERVE_PORT=8000 \
-    DIGIT_SERVE_MODEL_DIR=/app/models/mnist_convnet \
+    DIGIT_SERVE_MODEL_REPOSITORY=/app/models \
     KERAS_HOME=/tmp/keras \
     TF_CPP_MIN_LOG_LEVEL=1
 

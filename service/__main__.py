@@ -1,4 +1,4 @@
-"""python -m service: serve a model version over HTTP with uvicorn (one process; replicas scale out)."""
+"""python -m service: serve a model repository over HTTP with uvicorn (one process; replicas scale out)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,23 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env DIGIT_SERVE_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; env DIGIT_SERVE_PORT)")
     parser.add_argument(
+        "--model-repository",
+        type=Path,
+        help="the model repository, served whole (default models/; env DIGIT_SERVE_MODEL_REPOSITORY)",
+    )
+    parser.add_argument(
+        "--default-model",
+        help="the model /predict serves unless told (default mnist_convnet; env DIGIT_SERVE_DEFAULT_MODEL)",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
-        help="model folder models/<name>/ (default models/mnist_convnet; env DIGIT_SERVE_MODEL_DIR)",
+        help="serve only this model folder <repository>/<name>/, as the default model (env DIGIT_SERVE_MODEL_DIR)",
     )
-    parser.add_argument("--model-version", type=int, help="serve this version (default: the highest)")
+    parser.add_argument("--model-version", type=int, help="serve only this version of the default model")
+    parser.add_argument(
+        "--poll-seconds", type=float, help="rescan the repository this often (default 2, 0: only on SIGHUP)"
+    )
     return parser.parse_args(argv)
 
 

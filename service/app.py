@@ -13,8 +13,9 @@ from service.encoding import ORJSONResponse
 from service.errors import install_error_handlers
 from service.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
+from service.policy import PolicyError
 from service.repository import ModelLoadError
-from service.routes import predict, router
+from service.routes import PREDICT_PATHS, predict, router
 from service.serving import open_serving
 
 logger = logging.getLogger("service")
@@ -35,6 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ModelLoadError as error:  # Raised only at start-up, before the yield.
             logger.critical("cannot serve the model at %s: %s", error.path, error.problem)
             raise StartupAborted(str(error)) from None
+        except PolicyError as error:
+            logger.critical("cannot use the serving configuration %s: %s", error.path, error.problem)
+            raise StartupAborted(str(error)) from None
 
     app = FastAPI(
         title="digit-serve",
@@ -45,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # /predict/ is not /predict: a redirect would be built from the Host header (an open redirect).
         redirect_slashes=False,
     )
-    app.add_route("/predict", predict, methods=["POST"], include_in_schema=False)
+    for path in PREDICT_PATHS:
+        app.add_route(path, predict, methods=["POST"], include_in_schema=False)
     app.include_router(router)
     install_error_handlers(app)
     install_openapi(app, settings)

@@ -58,6 +58,7 @@ class Batcher:
         queue_capacity: int = 8192,
         stale_after_seconds: float = 0.05,
         drain_seconds: float = 5.0,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self._classify = classify
         self.max_batch_size = max_batch_size
@@ -68,7 +69,10 @@ class Batcher:
         self._jobs: deque[_Job] = deque()
         self._queued_images = 0
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # Several batchers (one per model version) may share one inference thread: the model calls then take turns
+        # instead of fighting over the cores. A batcher shuts down only the thread it made.
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
         self._in_hand: list[_Job] = []  # the batch the drain task is working on
         self._closing = False
@@ -98,7 +102,8 @@ class Batcher:
                 self._worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._worker
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     @property
     def queued_images(self) -> int:

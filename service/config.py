@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.contract import CARD_SCHEMA_FILE
+from service.policy import SERVING_FILE
+
 MEBIBYTE = 1024 * 1024
 
 
@@ -17,10 +20,25 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
-    model_dir: Path = Field(Path("models/mnist_convnet"), description="A model folder of the repository: <name>/.")
-    model_version: int | None = Field(None, ge=1, description="Serve this version; default: the highest one.")
+    model_repository: Path = Field(
+        Path("models"), description="The model repository, served whole: every sub-folder holding a version is a model."
+    )
+    default_model: str = Field("mnist_convnet", min_length=1, description="The model /predict serves unless told.")
+    model_dir: Path | None = Field(
+        None,
+        description="Serve only this model folder of a repository (<repository>/<name>/); it is the default model.",
+    )
+    model_version: int | None = Field(
+        None, ge=1, description="Serve only this version of the default model (policy: specific = [N])."
+    )
+    poll_seconds: float = Field(
+        2.0, ge=0, description="How often the repository is scanned for new, changed and deleted versions (0: never)."
+    )
+    serving_config: Path | None = Field(
+        None, description="The version policies and labels; default: serving.toml in the repository."
+    )
     card_schema: Path | None = Field(
-        None, description="JSON Schema of the model card; default: model_card.schema.json beside the model folder."
+        None, description="JSON Schema of the model card; default: model_card.schema.json in the repository."
     )
     max_body_bytes: int = Field(4 * MEBIBYTE, ge=1024, description="Largest request body accepted (413 above).")
     max_images_per_request: int = Field(256, ge=1, description="Most images in one /predict request (422 above).")
@@ -76,5 +94,15 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
     access_log: bool = Field(False, description="Log one line per request (uvicorn's access log).")
 
+    def repository_path(self) -> Path:
+        """The repository: --model-dir's parent folder when one model is named, else --model-repository."""
+        return self.model_dir.parent if self.model_dir is not None else self.model_repository
+
+    def default_model_name(self) -> str:
+        return self.model_dir.resolve().name if self.model_dir is not None else self.default_model
+
     def card_schema_path(self) -> Path:
-        return self.card_schema or self.model_dir.parent / "model_card.schema.json"
+        return self.card_schema or self.repository_path() / CARD_SCHEMA_FILE
+
+    def serving_config_path(self) -> Path:
+        return self.serving_config or self.repository_path() / SERVING_FILE

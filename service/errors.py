@@ -99,6 +99,16 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
+class ModelNotFound(ServiceError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class VersionNotFound(ServiceError):
+    status_code = 404
+    code = "version_not_found"
+
+
 class ModelNotReady(ServiceError):
     status_code = 503
     code = "model_not_ready"

@@ -22,7 +22,7 @@ IMAGE_TYPES_TEXT = "image/png, image/jpeg, image/gif, image/bmp, image/webp"
 
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or the multipart form is malformed",
-    404: "No such path",
+    404: "No such path, or no such model, version or label (model_not_found, version_not_found)",
     408: "The request's headers or body arrived too slowly (the connection is closed)",
     413: "The body, an image's declared pixel count, or a request's total pixel count is over the limit",
     414: "The URL is too long (the connection is closed)",
@@ -55,6 +55,49 @@ def _example_file(image_format: str) -> str:
     drawing = Image.fromarray(255 - np.array(SEVEN, dtype=np.uint8)).resize((112, 112), Image.Resampling.BICUBIC)
     drawing.save(buffer, format=image_format)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+SELECTION_PARAMETERS = {
+    "model": "The model (default: the default model, see GET /models)",
+    "version": "The version of the model (default: its newest available version)",
+    "label": "A version label from serving.toml (`stable`, `canary`), instead of a version",
+}
+PREDICT_SELECTION = {
+    "/predict": {"model": "query", "version": "query", "label": "query"},
+    "/models/{model}/predict": {"model": "path", "label": "query"},
+    "/models/{model}/versions/{version}/predict": {"model": "path", "version": "path"},
+}
+
+
+def _selection_parameters(where: dict[str, str]) -> list[dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "version": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
+        "label": {"type": "string", "minLength": 1, "maxLength": 256},
+    }
+    return [
+        {
+            "name": name,
+            "in": location,
+            "required": location == "path",
+            "description": SELECTION_PARAMETERS[name],
+            "schema": schemas[name],
+        }
+        for name, location in where.items()
+    ]
+
+
+def predict_operations(settings: Settings) -> dict[str, Any]:
+    """/predict and its two path forms: one operation each, the same body."""
+    operations = {}
+    for path, where in PREDICT_SELECTION.items():
+        operation = predict_operation(settings)
+        operation["parameters"] = _selection_parameters(where) + operation["parameters"]
+        if path != "/predict":
+            operation["operationId"] = "predict_" + "_".join(where)
+            operation["summary"] += " with a chosen model" + (" version" if "version" in where else "")
+        operations[path] = {"post": operation}
+    return operations
 
 
 def predict_operation(settings: Settings) -> dict[str, Any]:
@@ -137,7 +180,7 @@ def predict_operation(settings: Settings) -> dict[str, Any]:
                 "description": "One prediction per image",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
             },
-            **{str(status): _error_response(status) for status in (400, 413, 415, 422, 503, 504)},
+            **{str(status): _error_response(status) for status in (400, 404, 413, 415, 422, 503, 504)},
         },
     }
 
@@ -163,7 +206,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
                 components[name] = model_schema
             for batch_form, field in (("PixelsBatchRequest", "images"), ("FileBatchRequest", "images_b64")):
                 components[batch_form]["properties"][field]["maxItems"] = settings.max_images_per_request
-            schema["paths"] = {"/predict": {"post": predict_operation(settings)}} | schema["paths"]
+            schema["paths"] = predict_operations(settings) | schema["paths"]
             for operations in schema["paths"].values():
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})

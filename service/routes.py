@@ -18,12 +18,14 @@ from service.errors import InvalidRequest, ModelNotReady, Overloaded, ServiceErr
 from service.inputs import Reading, images_in_body, read_images
 from service.middleware import arrival_time, declared_body_bytes
 from service.openapi import error_responses
-from service.schemas import HealthResponse, ModelSummary, ProbeResponse
+from service.registry import LoadedVersion
+from service.schemas import HealthResponse, ModelsResponse, ModelSummary, ProbeResponse
 from service.serving import ServingState
 from service.summary import model_summary, summary_text
 
 router = APIRouter()
 PREPROCESS_OPTIONS = ("mnist", "none")
+PREDICT_PATHS = ("/predict", "/models/{model}/predict", "/models/{model}/versions/{version}/predict")
 # Long enough to bound that reading to a fraction of a core (64 clients resending 476 KB batches: goodput 0.29x of
 # 4 clients' without a pause, 0.79x with it; 0.25 s measured no better), short beside Retry-After.
 REFUSAL_PAUSE_SECONDS = 0.05
@@ -50,6 +52,9 @@ async def predict(request: Request) -> Response:
     serving = await get_serving(request)
     settings = serving.settings
     scope = request.scope
+    version = chosen_version(serving, request) if scope["query_string"] or scope["path_params"] else serving.default
+    if version is None:
+        raise _not_ready(serving)
     headers = request.headers
     deadline = Deadline.for_request(
         arrival_time(scope), settings.request_timeout_ms, headers.get(CLIENT_TIMEOUT_HEADER)
@@ -60,7 +65,7 @@ async def predict(request: Request) -> Response:
     except Overloaded:
         await _pause_if_large(declared_bytes)
         raise
-    with ticket:
+    with ticket, version.lease():
         reading = Reading(settings.max_images_per_request, _preprocess_option(request), serving.decode_pool, deadline)
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
             # Counted from its bytes before it is parsed or decoded, while refusing is still cheap.
@@ -68,8 +73,37 @@ async def predict(request: Request) -> Response:
             ticket.hold(images_in_body(body, headers.get("content-type", ""), settings.max_images_per_request))
         images = await read_images(request, reading)
         ticket.hold(len(images))
-        probabilities = await serving.batcher.classify(images, request.is_disconnected, deadline)
-    return json_response(prediction_body(probabilities, serving.model_info(), request_id_of(request)))
+        probabilities = await version.batcher.classify(images, request.is_disconnected, deadline)
+    return json_response(prediction_body(probabilities, version.info(), request_id_of(request)))
+
+
+def chosen_version(serving: ServingState, request: Request) -> LoadedVersion:
+    """The version a request names: in its path (/models/{name}[/versions/{version}]/predict) or its query
+    (?model=&version= or &label=); whatever it leaves out is the default model and its newest version."""
+    path = request.path_params
+    query = request.query_params
+    for key in ("model", "version", "label"):
+        if key in path and key in query:
+            raise InvalidRequest(
+                f"the {key} is named in the path; drop the query parameter {key}",
+                details={"location": ["query", key]},
+            )
+    name = path.get("model", query.get("model"))
+    label = path.get("label", query.get("label"))
+    version = _version_number(path.get("version", query.get("version")))
+    if version is not None and label is not None:
+        raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
+    return serving.registry.resolve(name, version, label)
+
+
+def _version_number(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 18:
+        raise InvalidRequest(
+            f"version must be a positive integer, got {text[:40]!r}", details={"location": ["query", "version"]}
+        )
+    return int(text)
 
 
 async def _pause_if_large(declared_bytes: int | None) -> None:
@@ -106,17 +140,33 @@ def prediction_body(probabilities: np.ndarray, model: dict[str, Any], request_id
     response_model=ModelSummary,
     responses={
         200: {"content": {"text/plain": {"example": 'Model: "mnist_convnet" version 1 ...'}}},
-        **error_responses(503),
+        **error_responses(404, 503),
     },
 )
 async def summary(
+    request: Request,
     serving: ServingDep,
     format: Annotated[Literal["json", "text"], Query(description="`text`: the Keras-style table")] = "json",
+    model: Annotated[str | None, Query(description="The model (default: the default model)", max_length=256)] = None,
+    version: Annotated[int | None, Query(description="The version (default: the newest available)", ge=1)] = None,
+    label: Annotated[str | None, Query(description="A version label from serving.toml", max_length=256)] = None,
 ) -> Response:
-    body = model_summary(serving.model)
+    if version is not None and label is not None:
+        raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
+    body = model_summary(serving.registry.resolve(model, version, label).model)
     if format == "text":
         return PlainTextResponse(summary_text(body))
     return json_response(body)
+
+
+@router.get(
+    "/models",
+    summary="Every model of the repository: default flag, policy, labels, and each version's state",
+    response_model=ModelsResponse,
+    responses=error_responses(503),
+)
+async def models(serving: ServingDep) -> Response:
+    return json_response(serving.registry.describe())
 
 
 @router.get(
@@ -131,8 +181,8 @@ async def health(request: Request) -> Response:
     body: dict[str, Any] = {
         "status": "ok" if ready else "unavailable",
         "ready": ready,
-        "model": serving.model_info() if serving else None,
-        "runtime": serving.runtime_name if serving else None,
+        "model": serving.default.info() if serving and serving.default else None,
+        "runtime": serving.default.runtime_name if serving and serving.default else None,
         "uptime_seconds": round(time.monotonic() - serving.started_at, 1) if serving else 0.0,
         "replica": request.state.replica,
     }
@@ -160,6 +210,7 @@ async def ready(request: Request) -> Response:
 
 
 def _not_ready(serving: ServingState | None) -> ServiceError:
-    if serving is not None and serving.ready and not serving.batcher.running:
-        return serving.batcher.unavailable()
+    stopped = serving.unavailable() if serving is not None else None
+    if stopped is not None:
+        return stopped
     return ModelNotReady("the model is not loaded and warmed up yet; retry when /health/ready answers 200")

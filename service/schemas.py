@@ -146,6 +146,33 @@ class HealthResponse(BaseModel):
     replica: str
 
 
+class VersionStatusInfo(BaseModel):
+    version: int = Field(examples=[1])
+    state: Literal["LOADING", "AVAILABLE", "UNLOADING", "FAILED"] = Field(
+        description="TF Serving's states: being loaded and warmed up; serving; draining before release; refused"
+    )
+    error: str | None = Field(description="Why the load failed (FAILED only)", examples=[None])
+    warning: str | None = Field(description="e.g. its folder was deleted while it serves from memory")
+    available_since: str | None = Field(description="When it started serving (UTC, ISO 8601)")
+    test_accuracy: float | None = Field(description="From the model card", examples=[0.9921])
+    runtime: str | None = Field(examples=["savedmodel"])
+
+
+class ModelStatus(BaseModel):
+    name: str = Field(examples=["mnist_convnet"])
+    default: bool = Field(description="The model /predict serves when no model is named")
+    policy: str | dict[str, Any] = Field(
+        description='The version policy: "all", {"latest": N} or {"specific": [...]}', examples=[{"latest": 1}]
+    )
+    labels: dict[str, int] = Field(description="Version labels from serving.toml", examples=[{"stable": 1}])
+    versions: list[VersionStatusInfo] = Field(description="The newest first")
+
+
+class ModelsResponse(BaseModel):
+    default_model: str = Field(examples=["mnist_convnet"])
+    models: list[ModelStatus]
+
+
 class ProbeResponse(BaseModel):
     status: Literal["alive", "ready"]
 

@@ -1,26 +1,29 @@
-"""What the server holds while it runs: the model version, its runtime, the batcher in front of it, the decode pool
-and the admission control that every inference request passes.
+"""What the server holds while it runs: the model registry (every model and version it serves, kept in step with
+the repository), the decode pool and the admission control that every inference request passes.
 
-`open_serving` is the start-up the lifespan runs: locate the version, load and check it, warm it up for every padded
-batch size the batcher can form, start the batcher, and only then mark the state ready.
+`open_serving` is the start-up the lifespan runs: load, check and warm up every version the policies want, make sure
+the default model has one AVAILABLE, start watching the repository (every POLL_SECONDS and on SIGHUP), and only then
+mark the state ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from starlette.concurrency import run_in_threadpool
-
 from service.admission import Admission
-from service.batching import Batcher
 from service.config import Settings
 from service.decoding import DecodePool
-from service.repository import ModelVersion, locate_model
+from service.errors import ServiceError
+from service.registry import LoadedVersion, LoadRuntime, Registry, Runtime, VersionState
+from service.repository import ModelLoadError, ModelVersion, find_version
 
 logger = logging.getLogger("service.serving")
 
@@ -28,9 +31,7 @@ logger = logging.getLogger("service.serving")
 @dataclass
 class ServingState:
     settings: Settings
-    model: ModelVersion
-    batcher: Batcher
-    runtime_name: str
+    registry: Registry
     decode_pool: DecodePool
     admission: Admission
     started_at: float = field(default_factory=time.monotonic)
@@ -38,34 +39,46 @@ class ServingState:
 
     @property
     def is_ready(self) -> bool:
-        """Loaded, warmed up, and the inference worker is running."""
-        return self.ready and self.batcher.running
+        """Started, and the default model has an AVAILABLE version whose inference worker runs."""
+        default = self.registry.default
+        return self.ready and default is not None and default.batcher.running
 
-    def model_info(self) -> dict[str, object]:
-        return {"name": self.model.name, "version": self.model.version}
+    @property
+    def default(self) -> LoadedVersion | None:
+        return self.registry.default
+
+    def unavailable(self) -> ServiceError | None:
+        """Why the default version cannot answer, when it is loaded but its worker stopped."""
+        default = self.registry.default
+        if self.ready and default is not None and not default.batcher.running:
+            return default.batcher.unavailable()
+        return None
+
+
+def load_runtime_for(settings: Settings) -> LoadRuntime:
+    """How the registry loads a version: the runtime the settings ask for (TensorFlow is imported here, at
+    start-up, never at import time)."""
+    from service.runtime import load_runtime
+
+    def load(model: ModelVersion) -> Runtime:
+        return load_runtime(model, settings)
+
+    return load
 
 
 @contextlib.asynccontextmanager
 async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
-    """Load, check and warm the model, run the batcher; raises ModelLoadError if the model cannot be served."""
+    """Load, check and warm the repository's versions, run their batchers, watch the repository; raises
+    ModelLoadError if the default model cannot be served, PolicyError if serving.toml is unusable."""
     started = time.perf_counter()
-    model = locate_model(settings.model_dir, settings.model_version, settings.card_schema_path())
-    from service.runtime import load_runtime  # TensorFlow is imported here, at start-up, never at import time.
-
-    runtime = await run_in_threadpool(load_runtime, model, settings)
-    await run_in_threadpool(runtime.warm_up)
-    batcher = Batcher(
-        runtime.classify,
-        max_batch_size=settings.max_batch_size,
-        timeout_seconds=settings.batch_timeout_ms / 1000,
-        queue_capacity=settings.queue_capacity,
-    )
-    async with batcher:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    registry = Registry(settings, load_runtime_for(settings), executor)
+    try:
+        await registry.reconcile(initial=True)
+        _check_default_served(registry, settings)
         state = ServingState(
             settings=settings,
-            model=model,
-            batcher=batcher,
-            runtime_name=runtime.name,
+            registry=registry,
             decode_pool=DecodePool(
                 threads=settings.decode_threads,
                 max_image_pixels=settings.max_image_pixels,
@@ -83,18 +96,77 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
         # its full collections from stalling the event loop for tens of milliseconds under load.
         gc.freeze()
         state.ready = True
+        served = ", ".join(
+            f"{model.name} {[status.version for status in model.available()]}" for model in registry.models.values()
+        )
         logger.info(
-            "serving %s version %d from %s with the %s runtime; ready in %.1f s",
-            model.name, model.version, model.path, runtime.name, time.perf_counter() - started,
+            "serving %s from %s (default %s); ready in %.1f s",
+            served, registry.repository, registry.default_model, time.perf_counter() - started,
         )  # fmt: skip
+        async with watching(registry, settings.poll_seconds):
+            try:
+                yield state
+            finally:
+                state.ready = False
+                _log_totals(state)
+    finally:
+        await registry.close()
+        executor.shutdown(wait=True)
+
+
+def _check_default_served(registry: Registry, settings: Settings) -> None:
+    """Start-up fails, naming the path and the problem, when the default model has no AVAILABLE version."""
+    if registry.default is not None:
+        return
+    model_folder = registry.repository / registry.default_model
+    find_version(model_folder, settings.model_version)  # raises for a missing folder, no versions, a missing pin
+    model = registry.models.get(registry.default_model)
+    failed = [status for status in (model.versions.values() if model else []) if status.state is VersionState.FAILED]
+    if failed:
+        newest = max(failed, key=lambda status: status.version)
+        raise ModelLoadError(model_folder / str(newest.version), newest.error or "could not be loaded")
+    raise ModelLoadError(model_folder, "no version could be loaded")
+
+
+@contextlib.asynccontextmanager
+async def watching(registry: Registry, poll_seconds: float) -> AsyncIterator[None]:
+    """Rescan the repository every `poll_seconds` (0: never) and whenever the process gets SIGHUP."""
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread: no signals
+        loop.add_signal_handler(signal.SIGHUP, wake.set)
+    task = asyncio.create_task(_watch(registry, poll_seconds, wake), name="repository watcher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def _watch(registry: Registry, poll_seconds: float, wake: asyncio.Event) -> None:
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=poll_seconds or None)
+        if wake.is_set():
+            logger.info("SIGHUP: scanning the model repository")
+        wake.clear()
         try:
-            yield state
-        finally:
-            state.ready = False
-            logger.info(
-                "ran %d batches of %d images in all (mean %.1f per batch); dropped %d requests whose client left "
-                "and %d past their deadline; refused %d requests at admission",
-                batcher.batches_run, batcher.images_run, batcher.images_run / max(batcher.batches_run, 1),
-                batcher.dropped_disconnected + state.decode_pool.abandoned, batcher.dropped_late,
-                state.admission.refused,
-            )  # fmt: skip
+            await registry.reconcile()
+        except Exception:  # a fault of ours while reconciling: what serves goes on serving, the next scan retries
+            logger.exception("could not reconcile the model repository; the versions loaded go on serving")
+
+
+def _log_totals(state: ServingState) -> None:
+    batchers = state.registry.batchers()
+    batches = sum(batcher.batches_run for batcher in batchers)
+    images = sum(batcher.images_run for batcher in batchers)
+    logger.info(
+        "ran %d batches of %d images in all (mean %.1f per batch); dropped %d requests whose client left "
+        "and %d past their deadline; refused %d requests at admission",
+        batches, images, images / max(batches, 1),
+        sum(batcher.dropped_disconnected for batcher in batchers) + state.decode_pool.abandoned,
+        sum(batcher.dropped_late for batcher in batchers), state.admission.refused,
+    )  # fmt: skip

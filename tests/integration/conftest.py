@@ -49,19 +49,13 @@ class ServerProcess:
 
 
 def start_server(model_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """One model folder of a repository (--model-dir), as the service served before it served repositories."""
+    return start_service(log_path, "--model-dir", str(model_dir), *extra, env=env)
+
+
+def start_service(log_path: Path, *arguments: str, env: dict[str, str] | None = None) -> ServerProcess:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "service",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--model-dir",
-        str(model_dir),
-        *extra,
-    ]
+    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *arguments]
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command, cwd=REPOSITORY_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,

@@ -180,3 +180,35 @@ def test_hostile_huge_url_is_414(client: httpx.Client) -> None:
     response = client.get("/health/live?" + "a" * 40_000)
     assert response.status_code == 414, response.text
     assert ErrorEnvelope.model_validate(response.json()).error.code == "uri_too_long"
+
+
+SEVEN_JSON = {"image": [[0] * 28 for _ in range(28)]}
+HOSTILE_SELECTIONS = {
+    "a 10,000-character model name": ("/models/" + "m" * 10_000 + "/predict", {}, 404, "model_not_found"),
+    "a dotted model name": ("/models/%2E%2E/predict", {}, 404, "model_not_found"),
+    "a model name with a NUL": ("/predict", {"model": "mnist\x00convnet"}, 404, "model_not_found"),
+    "a version of 25 digits": ("/models/mnist_convnet/versions/" + "9" * 25 + "/predict", {}, 422, "invalid_request"),
+    "a negative version": ("/predict", {"version": "-1"}, 422, "invalid_request"),
+    "a version in exponent form": ("/predict", {"version": "1e3"}, 422, "invalid_request"),
+    "a non-ASCII digit version": ("/predict", {"version": "١"}, 422, "invalid_request"),
+    "an unknown label": ("/predict", {"label": "'; DROP TABLE"}, 404, "version_not_found"),
+    "a version and a label": ("/predict", {"version": "1", "label": "stable"}, 422, "invalid_request"),
+    "a model in the path and the query": ("/models/mnist_convnet/predict", {"model": "x"}, 422, "invalid_request"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_SELECTIONS))
+def test_hostile_model_selection_gets_a_clear_4xx(client: httpx.Client, name: str) -> None:
+    path, params, status, code = HOSTILE_SELECTIONS[name]
+    response = client.post(path, params=params, json=SEVEN_JSON)
+    assert response.status_code == status, f"{name}: {response.status_code} {response.text[:300]}"
+    envelope = ErrorEnvelope.model_validate(response.json())
+    assert envelope.error.code == code and len(envelope.error.message) < 1000, envelope
+    assert client.get("/health/live").status_code == 200
+
+
+def test_hostile_summary_selection_is_validated(client: httpx.Client) -> None:
+    for params, status in (({"version": "abc"}, 422), ({"model": "x" * 300}, 422), ({"model": "nope"}, 404)):
+        response = client.get("/model/summary", params=params)
+        assert response.status_code == status, response.text
+        ErrorEnvelope.model_validate(response.json())

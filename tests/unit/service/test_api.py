@@ -127,7 +127,7 @@ def test_api_out_of_memory_while_decoding_is_a_logged_503(
 def test_api_a_dead_inference_worker_turns_readiness_and_predict_to_503(tiny_model_repository: Path) -> None:
     with TestClient(create_app(settings_for(tiny_model_repository))) as client:
         assert client.get("/health/ready").status_code == 200
-        batcher = client.app_state["serving"].batcher
+        batcher = client.app_state["serving"].default.batcher
 
         async def kill_the_worker() -> None:
             batcher._worker.cancel()
