@@ -94,6 +94,7 @@ class VersionStatus:
     state: VersionState
     fingerprint: Fingerprint | None = None
     error: str | None = None
+    error_path: Path | None = None  # the file or folder the error is about
     warning: str | None = None
     available_since: datetime | None = None
     test_accuracy: float | None = None
@@ -317,6 +318,7 @@ class Registry:
             )
             await batcher.__aenter__()
         except ModelLoadError as error:
+            status.error_path = error.path
             self._failed(model, status, error.problem, f"{error.path}: {error.problem}")
             return
         except Exception as error:  # TensorFlow and the file system raise many types; each means "not this version"

@@ -124,7 +124,8 @@ def _check_default_served(registry: Registry, settings: Settings) -> None:
     failed = [status for status in (model.versions.values() if model else []) if status.state is VersionState.FAILED]
     if failed:
         newest = max(failed, key=lambda status: status.version)
-        raise ModelLoadError(model_folder / str(newest.version), newest.error or "could not be loaded")
+        path = newest.error_path or model_folder / str(newest.version)
+        raise ModelLoadError(path, newest.error or "could not be loaded")
     raise ModelLoadError(model_folder, "no version could be loaded")
 
 
