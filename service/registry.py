@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher
 from service.config import Settings
-from service.errors import ModelNotFound, ModelNotReady, VersionNotFound
+from service.errors import InvalidRequest, ModelNotFound, ModelNotReady, VersionNotFound
 from service.policy import ModelPolicy, PolicyError, ServingConfig, Specific, read_serving_config
 from service.repository import (
     Fingerprint,
@@ -158,8 +158,6 @@ class Registry:
         self._starting = False
         self._unloading: set[asyncio.Task[None]] = set()
         self._default: LoadedVersion | None = None  # the hot path's answer to "which version", kept current
-        self.loads = 0
-        self.failed_loads = 0
 
     # -- what requests see ------------------------------------------------------------------------------------
 
@@ -173,6 +171,8 @@ class Registry:
         label, or neither (the newest available). Raises ModelNotFound, VersionNotFound or ModelNotReady."""
         if name is None and version is None and label is None and self._default is not None:
             return self._default
+        if version is not None and label is not None:
+            raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
         name = name or self.default_model
         model = self.models.get(name)
         if model is None:
@@ -306,7 +306,6 @@ class Registry:
         status = VersionStatus(version, VersionState.LOADING, fingerprint=folder.fingerprint)
         model.versions[version] = status
         started = time.perf_counter()
-        self.loads += 1
         try:
             loaded_model, runtime = await run_in_threadpool(self._load_blocking, model.name, version, folder.path)
             batcher = Batcher(
@@ -344,7 +343,6 @@ class Registry:
     def _failed(self, model: ServedModel, status: VersionStatus, problem: str, line: str) -> None:
         status.state = VersionState.FAILED
         status.error = problem
-        self.failed_loads += 1
         serving = model.newest_available()
         if self._starting and serving is None and model.name == self.default_model:
             return  # start-up fails on it, and says why in its one line

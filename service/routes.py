@@ -91,8 +91,6 @@ def chosen_version(serving: ServingState, request: Request) -> LoadedVersion:
     name = path.get("model", query.get("model"))
     label = path.get("label", query.get("label"))
     version = _version_number(path.get("version", query.get("version")))
-    if version is not None and label is not None:
-        raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
     return serving.registry.resolve(name, version, label)
 
 
@@ -151,8 +149,6 @@ async def summary(
     version: Annotated[int | None, Query(description="The version (default: the newest available)", ge=1)] = None,
     label: Annotated[str | None, Query(description="A version label from serving.toml", max_length=256)] = None,
 ) -> Response:
-    if version is not None and label is not None:
-        raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
     body = model_summary(serving.registry.resolve(model, version, label).model)
     if format == "text":
         return PlainTextResponse(summary_text(body))
