@@ -57,8 +57,8 @@ COPY requirements/train.txt requirements/data.txt requirements/
 RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constraints.txt \
     && pip install --no-cache-dir --no-deps -r requirements/data.txt
 
-# The model repository with one version (MODEL_VERSION), owned by the app user: when Compose mounts an empty
-# named volume on /app/models it is seeded from the image, and the trainer (that user) must add versions to it.
+# The model repository with the committed versions, owned by the app user, who adds versions to it. In Compose the
+# `models` volume is mounted over it, seeded beforehand by the one-shot `models` service (seed_models.py).
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
@@ -86,7 +86,10 @@ COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
 COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
-COPY deploy/docker/healthcheck.py /app/healthcheck.py
+COPY deploy/docker/healthcheck.py deploy/docker/seed_models.py /app/
+# Where docker-compose.yml mounts the model repository volume: an empty folder of the app user's, so the volume
+# is made writable for the one-shot `models` service (seed_models.py), which fills it from /app/models.
+RUN install --directory --owner=10001 --group=10001 /models
 COPY service/ service/
 
 # Every setting of the service is a DIGIT_SERVE_* variable (see README); these are the container's defaults.

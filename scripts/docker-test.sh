@@ -6,7 +6,7 @@
 #   3. docker compose up --wait --scale api=2 (timed)
 #   4. the integration suite (tests/integration) against the load balancer's port
 #   5. the stack's own checks (tests/docker): both replicas serve; a replica killed or stopped mid-burst costs
-#      (almost) no failed request; a newly trained version is served after an api restart; an api on an empty
+#      (almost) no failed request; a newly trained version is served by the running replicas; an api on an empty
 #      models folder exits with a clear log line and is reported unhealthy
 #   6. docker compose down -v, also when anything above failed
 #

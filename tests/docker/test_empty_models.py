@@ -12,12 +12,12 @@ import pytest
 
 from tests.docker.stack import Compose, report
 
-MODEL_DIR_IN_CONTAINER = "/app/models/mnist_convnet"
+MODEL_DIR_IN_CONTAINER = "/models/mnist_convnet"
 
 
 @pytest.fixture(params=["empty-models-folder", "model-without-versions"])
 def empty_models_stack(request: pytest.FixtureRequest, tmp_path: Path, compose: Compose) -> Iterator[Compose]:
-    """A second Compose project whose `api` mounts a host folder without any model version on /app/models."""
+    """A second Compose project whose `api` mounts a host folder without any model version on /models."""
     models = tmp_path / "models"
     models.mkdir(mode=0o755)
     if request.param == "model-without-versions":
