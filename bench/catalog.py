@@ -105,6 +105,13 @@ SERVERS: dict[str, ServerSpec] = {
         required_file="service/app.py",
         environment={"DIGIT_SERVE_MODEL_DIR": "{model_dir}"},
     ),
+    "service-repository": ServerSpec(
+        name="service-repository",
+        description="digit-serve serving the whole committed repository (mnist_convnet and mnist_no_maxpool)",
+        command=("{python}", "-m", "service", "--host", HOST, "--port", "{port}", "--model-repository", "models"),
+        ready_path="/health/ready",
+        required_file="service/__main__.py",
+    ),
     "naive": ServerSpec(
         name="naive",
         description="the seed's Keras model with model.predict inside an async def route",
@@ -152,6 +159,35 @@ EXTRA_SCENARIOS: tuple[ScenarioSpec, ...] = (
         "digit-serve's app on plain uvicorn httptools, one JSON image",
         "/predict",
         "json",
+    ),
+    # The seed's two models side by side on one server (its peak RSS is the memory with both loaded).
+    ScenarioSpec(
+        "convnet-json",
+        "service-repository",
+        "the seed convnet (mnist_convnet) in the whole repository, one JSON image",
+        "/models/mnist_convnet/predict",
+        "json",
+    ),
+    ScenarioSpec(
+        "nomaxpool-json",
+        "service-repository",
+        "its no-max-pool contrast (mnist_no_maxpool), one JSON image",
+        "/models/mnist_no_maxpool/predict",
+        "json",
+    ),
+    ScenarioSpec(
+        "convnet-batch64",
+        "service-repository",
+        "the seed convnet in the whole repository, batches of 64 JSON images",
+        "/models/mnist_convnet/predict",
+        "json-batch64",
+    ),
+    ScenarioSpec(
+        "nomaxpool-batch64",
+        "service-repository",
+        "its no-max-pool contrast, batches of 64 JSON images",
+        "/models/mnist_no_maxpool/predict",
+        "json-batch64",
     ),
 )
 

@@ -28,7 +28,6 @@ from typing import NamedTuple
 from service.errors import DeadlineExceeded, InvalidRequest, Overloaded
 from service.payloads import MIN_JSON_IMAGE_BYTES
 
-CLIENT_TIMEOUT_HEADER = "x-request-timeout-ms"
 UPLOAD_GRACE_SECONDS = 1.0
 # uvicorn buffers 64 KiB of a body before it stops reading, and the JSON in a body that size parses in well under a
 # millisecond: a larger body is worth counting before it is read and parsed, and a refused one costs real reading.

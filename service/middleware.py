@@ -29,6 +29,7 @@ logger = logging.getLogger("service.errors")
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left before the answer
 CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
+CLIENT_TIMEOUT_HEADER = b"x-request-timeout-ms"
 
 
 class RequestContextMiddleware:
@@ -42,11 +43,13 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        request_id, declared, client_timeout = _read_headers(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["replica"] = self.replica_name
         state["arrived_at"] = time.monotonic()
+        state["declared_bytes"] = declared
+        state["client_timeout"] = client_timeout
         tags = [(b"x-request-id", request_id.encode()), self._replica_header]
         response_started = False
 
@@ -58,7 +61,6 @@ class RequestContextMiddleware:
                 message["headers"] = headers + tags
             await send(message)
 
-        declared = declared_body_bytes(scope)
         if declared is not None and declared > self.max_body_bytes:
             error = PayloadTooLarge(
                 f"the body is {declared:,} bytes; the limit is {self.max_body_bytes:,} bytes",
@@ -88,22 +90,35 @@ def arrival_time(scope: Scope) -> float:
     return float(state["arrived_at"]) if "arrived_at" in state else time.monotonic()
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and CLIENT_REQUEST_ID.match(value):
-            return value.decode()
-    return os.urandom(16).hex()  # as random as uuid4().hex, at a third of its cost
-
-
-def declared_body_bytes(scope: Scope) -> int | None:
-    """The Content-Length the client declared; None for a chunked body (or a header that is not a number)."""
+def _read_headers(scope: Scope) -> tuple[str, int | None, str | None]:
+    """In one pass over the headers: the request id (the client's, when sane), the declared Content-Length (None
+    for a chunked body, or one that is not a number) and the client's X-Request-Timeout-Ms."""
+    request_id: str | None = None
+    declared: int | None = None
+    client_timeout: str | None = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared = None
+        elif name == b"x-request-id" and CLIENT_REQUEST_ID.match(value):
+            request_id = value.decode()
+        elif name == CLIENT_TIMEOUT_HEADER:
+            client_timeout = value.decode("latin-1")
+    return request_id or os.urandom(16).hex(), declared, client_timeout  # urandom: uuid4().hex at a third of its cost
+
+
+def declared_body_bytes(scope: Scope) -> int | None:
+    """The Content-Length the client declared, as the middleware read it; None for a chunked body."""
+    declared: int | None = scope.get("state", {}).get("declared_bytes")
+    return declared
+
+
+def client_timeout(scope: Scope) -> str | None:
+    """The client's X-Request-Timeout-Ms header, as the middleware read it."""
+    value: str | None = scope.get("state", {}).get("client_timeout")
+    return value
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -21,7 +21,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,14 +78,26 @@ class LoadedVersion:
     def info(self) -> dict[str, object]:
         return {"name": self.model.name, "version": self.model.version}
 
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[LoadedVersion]:
+    def lease(self) -> Lease:
         """Hold the version while a request uses it: it is not released before the lease is given back."""
-        self.leases += 1
-        try:
-            yield self
-        finally:
-            self.leases -= 1
+        return Lease(self)
+
+
+class Lease:
+    """A request's hold on a version, as a context manager (a plain class: a generator-based one cost microseconds
+    per request)."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: LoadedVersion) -> None:
+        self.version = version
+
+    def __enter__(self) -> LoadedVersion:
+        self.version.leases += 1
+        return self.version
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.version.leases -= 1
 
 
 @dataclass

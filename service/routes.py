@@ -12,11 +12,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.admission import CLIENT_TIMEOUT_HEADER, LARGE_BODY_BYTES, Deadline
+from service.admission import LARGE_BODY_BYTES, Deadline
 from service.encoding import json_response
 from service.errors import InvalidRequest, ModelNotReady, Overloaded, ServiceError, envelope, request_id_of
 from service.inputs import Reading, images_in_body, read_images
-from service.middleware import arrival_time, declared_body_bytes
+from service.middleware import arrival_time, client_timeout, declared_body_bytes
 from service.openapi import error_responses
 from service.registry import LoadedVersion
 from service.schemas import HealthResponse, ModelsResponse, ModelSummary, ProbeResponse
@@ -55,10 +55,7 @@ async def predict(request: Request) -> Response:
     version = chosen_version(serving, request) if scope["query_string"] or scope["path_params"] else serving.default
     if version is None:
         raise _not_ready(serving)
-    headers = request.headers
-    deadline = Deadline.for_request(
-        arrival_time(scope), settings.request_timeout_ms, headers.get(CLIENT_TIMEOUT_HEADER)
-    )
+    deadline = Deadline.for_request(arrival_time(scope), settings.request_timeout_ms, client_timeout(scope))
     declared_bytes = declared_body_bytes(scope)
     try:
         ticket = serving.admission.admit(declared_bytes)
@@ -70,7 +67,7 @@ async def predict(request: Request) -> Response:
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
             # Counted from its bytes before it is parsed or decoded, while refusing is still cheap.
             body = await request.body()  # read_images reads it again from memory
-            ticket.hold(images_in_body(body, headers.get("content-type", ""), settings.max_images_per_request))
+            ticket.hold(images_in_body(body, request.headers.get("content-type", ""), settings.max_images_per_request))
         images = await read_images(request, reading)
         ticket.hold(len(images))
         probabilities = await version.batcher.classify(images, request.is_disconnected, deadline)
@@ -113,6 +110,8 @@ async def _pause_if_large(declared_bytes: int | None) -> None:
 
 
 def _preprocess_option(request: Request) -> bool:
+    if not request.scope["query_string"]:
+        return True  # the usual case, without building the query parameters
     value = request.query_params.get("preprocess", "mnist")
     if value not in PREPROCESS_OPTIONS:
         raise InvalidRequest(
