@@ -18,6 +18,15 @@ CARD_FILE = "model_card.json"
 CARD_PATH = Path(EXTRA_FOLDER) / CARD_FILE
 TEMPORARY_PREFIX = ".tmp-"
 
+# The SavedModel's serving signature: what TF Serving, KServe and this service call. A batch of 28x28 pixels
+# scaled to [0, 1] in MNIST polarity (white digit on black) in; a softmax over the digits 0-9 out. -1 is the batch.
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "image"
+INPUT_SHAPE = (-1, 28, 28, 1)
+OUTPUT_NAME = "probabilities"
+OUTPUT_SHAPE = (-1, 10)
+METHOD_NAME = "tensorflow/serving/predict"
+
 
 def version_number(name: str) -> int | None:
     """The version a folder name stands for (`"12"` → 12), or None when the name is not a version."""

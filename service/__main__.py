@@ -34,6 +34,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env DIGIT_SERVE_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; env DIGIT_SERVE_PORT)")
     parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="gRPC (Open Inference Protocol) port (default 8081, 0: off; env DIGIT_SERVE_GRPC_PORT)",
+    )
+    parser.add_argument(
         "--model-repository",
         type=Path,
         help="the model repository, served whole (default models/; env DIGIT_SERVE_MODEL_REPOSITORY)",

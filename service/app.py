@@ -10,13 +10,14 @@ from fastapi import FastAPI
 
 from service.config import Settings
 from service.encoding import ORJSONResponse
-from service.errors import install_error_handlers
+from service.errors import PortUnavailable, install_error_handlers
 from service.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
 from service.policy import PolicyError
+from service.protocols import native, open_inference, tfserving, v2_rest
 from service.repository import ModelLoadError
-from service.routes import PREDICT_PATHS, predict, router
-from service.serving import open_serving
+from service.routes import router
+from service.serving import ServingState, open_serving
 
 logger = logging.getLogger("service")
 
@@ -25,16 +26,32 @@ class StartupAborted(Exception):
     """The model could not be served; the reason was logged as one line."""
 
 
+@contextlib.asynccontextmanager
+async def grpc_serving(serving: ServingState, settings: Settings) -> AsyncIterator[None]:
+    """The gRPC server beside HTTP, unless its port is 0. Imported only then: its generated stubs register the
+    proto's messages in protobuf's global pool, where a client library's copy of the same messages would clash."""
+    if not settings.grpc_port:
+        yield
+        return
+    from service.protocols import v2_grpc
+
+    async with v2_grpc.grpc_serving(serving, settings):
+        yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         try:
-            async with open_serving(settings) as serving:
+            async with open_serving(settings) as serving, grpc_serving(serving, settings):
                 yield {"serving": serving}
         except ModelLoadError as error:  # Raised only at start-up, before the yield.
             logger.critical("cannot serve the model at %s: %s", error.path, error.problem)
+            raise StartupAborted(str(error)) from None
+        except PortUnavailable as error:
+            logger.critical("%s", error)
             raise StartupAborted(str(error)) from None
         except PolicyError as error:
             logger.critical("cannot use the serving configuration %s: %s", error.path, error.problem)
@@ -49,12 +66,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # /predict/ is not /predict: a redirect would be built from the Host header (an open redirect).
         redirect_slashes=False,
     )
-    for path in PREDICT_PATHS:
-        app.add_route(path, predict, methods=["POST"], include_in_schema=False)
+    # Inference, one module per protocol, every one over the same core (service/core.py). The hot routes are plain
+    # Starlette routes that read their own bodies; service/openapi.py documents them.
+    for path in native.PREDICT_PATHS:
+        app.add_route(path, native.predict, methods=["POST"], include_in_schema=False)
+    app.add_route(tfserving.PATH, tfserving.endpoint, methods=list(tfserving.METHODS), include_in_schema=False)
+    for path in v2_rest.INFER_PATHS:
+        app.add_route(path, v2_rest.infer, methods=["POST"], include_in_schema=False)
+    app.include_router(v2_rest.router)
     app.include_router(router)
     install_error_handlers(app)
     install_openapi(app, settings)
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, replica_name=settings.replica_name
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        replica_name=settings.replica_name,
+        error_bodies=((tfserving.PREFIX, tfserving.error_body), (v2_rest.PREFIX, open_inference.error_body)),
     )
     return app

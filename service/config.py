@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    grpc_port: int = Field(
+        8081, ge=0, le=65535, description="TCP port of the gRPC Open Inference Protocol (KServe's default; 0: off)."
+    )
     model_repository: Path = Field(
         Path("models"), description="The model repository, served whole: every sub-folder holding a version is a model."
     )

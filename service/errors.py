@@ -1,16 +1,19 @@
-"""The service's error hierarchy and the one handler that turns any error into the error envelope.
+"""The service's error hierarchy and the one handler that turns any error into an error response.
 
-Every error the service returns, validation errors and unknown paths included, has the same body:
+Every error the service's own API returns, validation errors and unknown paths included, has the same body:
 
     {"error": {"code": "invalid_shape", "message": "expected a 28x28 image, got 27x28", "details": ...},
      "request_id": "..."}
 
 Domain code raises a subclass of `ServiceError`; it carries its own HTTP status and stable code, so the
-handler needs no table of exceptions.
+handler needs no table of exceptions. The standard protocols' clients parse their protocol's own error form
+instead (`{"error": "<message>"}` for TF Serving and the Open Inference Protocol): the middleware notes, per
+request, which `ErrorBody` renders its errors (by path prefix), and every error response goes through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.encoding import json_response
+
+
+class PortUnavailable(Exception):
+    """A port the server was told to listen on cannot be bound (start-up fails, saying which)."""
 
 
 class ClientGone(Exception):
@@ -196,9 +203,24 @@ def envelope(error: ServiceError, request_id: str) -> dict[str, Any]:
     }
 
 
+# An error and the request id → the status and the JSON body a protocol answers it with.
+ErrorBody = Callable[[ServiceError, str], tuple[int, Any]]
+
+
+def native_error_body(error: ServiceError, request_id: str) -> tuple[int, Any]:
+    return error.status_code, envelope(error, request_id)
+
+
+def error_body_for(scope: Any) -> ErrorBody:
+    """How errors of this request are rendered: its protocol's form, as the middleware noted it."""
+    render: ErrorBody = scope.get("state", {}).get("error_body", native_error_body)
+    return render
+
+
 def error_response(request: Request, error: ServiceError) -> Response:
-    """Render one error as the envelope, with its status and headers."""
-    return json_response(envelope(error, request_id_of(request)), status_code=error.status_code, headers=error.headers)
+    """Render one error in the request's protocol's form, with its status and headers."""
+    status, body = error_body_for(request.scope)(error, request_id_of(request))
+    return json_response(body, status_code=status, headers=error.headers)
 
 
 async def handle_service_error(request: Request, error: Exception) -> Response:

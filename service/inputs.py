@@ -3,21 +3,19 @@
 - application/json: pixel arrays (used as they are) or base64 image files;
 - multipart/form-data: one or more files in fields named `file`;
 - a raw image body: image/png, image/jpeg, image/gif, image/bmp or image/webp.
-Image files go to the decode pool (service/decoding.py), which bounds and schedules their decoding; small JSON
-pixel bodies are parsed on the event loop (tens of microseconds), large ones in a worker thread.
+Image files go through the call's decoding (service/core.py → the shared decode pool, which bounds and schedules
+it); small JSON pixel bodies are parsed on the event loop (tens of microseconds), large ones in a worker thread.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from service.admission import Deadline
-from service.decoding import DecodePool, NamedFile
+from service.core import Call
+from service.decoding import NamedFile
 from service.errors import BatchTooLarge, EmptyBatch, InvalidRequest, UnsupportedMediaType
 from service.payloads import MIN_JSON_IMAGE_BYTES, parse_json_payload
 
@@ -31,25 +29,15 @@ FILE_FIELD = "file"
 JSON_HEAD_BYTES = 256
 
 
-class Reading(NamedTuple):
-    """How to read a request's images: the limits, whether to normalise files, where to decode them, and until
-    when the request is worth working on."""
-
-    max_images: int
-    preprocess: bool
-    decode_pool: DecodePool
-    deadline: Deadline
-
-
-async def read_images(request: Request, reading: Reading) -> np.ndarray:
+async def read_images(request: Request, call: Call, *, max_images: int, preprocess: bool) -> np.ndarray:
     """The request's images as (n, 28, 28) uint8, or a ServiceError saying what is wrong with the request."""
     media_type = _media_type(request)
     if media_type in JSON_TYPES or media_type.endswith("+json"):
-        return await _from_json(request, reading)
+        return await _from_json(request, call, max_images, preprocess)
     if media_type == "multipart/form-data":
-        return await _from_multipart(request, reading)
+        return await _from_multipart(request, call, max_images, preprocess)
     if media_type in IMAGE_TYPES or media_type in ("image/jpg", "image/x-png", "image/x-ms-bmp"):
-        return await _decode(request, [NamedFile(await request.body(), "body")], reading)
+        return await call.decode([NamedFile(await request.body(), "body")], preprocess=preprocess)
     shown = media_type or "no Content-Type"
     raise UnsupportedMediaType(
         f"cannot read {shown}; send one of: {', '.join(ACCEPTED_TYPES)}",
@@ -73,21 +61,20 @@ def images_in_body(body: bytes, content_type: str, max_images: int) -> int:
     return max(1, min(max_images, count))
 
 
-async def _from_json(request: Request, reading: Reading) -> np.ndarray:
+async def _from_json(request: Request, call: Call, max_images: int, preprocess: bool) -> np.ndarray:
     body = await request.body()
     if len(body) <= INLINE_JSON_BYTES:
-        payload = parse_json_payload(body, max_images=reading.max_images)
+        payload = parse_json_payload(body, max_images=max_images)
     else:
-        payload = await run_in_threadpool(parse_json_payload, body, max_images=reading.max_images)
+        payload = await run_in_threadpool(parse_json_payload, body, max_images=max_images)
     if payload.pixels is not None:
         return payload.pixels
     assert payload.files is not None and payload.file_names is not None
     files = [NamedFile(content, name) for content, name in zip(payload.files, payload.file_names, strict=True)]
-    return await _decode(request, files, reading)
+    return await call.decode(files, preprocess=preprocess)
 
 
-async def _from_multipart(request: Request, reading: Reading) -> np.ndarray:
-    limit = reading.max_images
+async def _from_multipart(request: Request, call: Call, limit: int, preprocess: bool) -> np.ndarray:
     async with request.form(max_files=limit + 1, max_fields=limit + 16) as form:
         uploads = form.getlist(FILE_FIELD)
         if not uploads:
@@ -104,13 +91,7 @@ async def _from_multipart(request: Request, reading: Reading) -> np.ndarray:
                 raise InvalidRequest(f"field {FILE_FIELD!r} #{index} is text, not a file; attach the image as a file")
             name = f"file #{index} ({upload.filename})" if upload.filename else f"file #{index}"
             files.append(NamedFile(await upload.read(), name))
-    return await _decode(request, files, reading)
-
-
-async def _decode(request: Request, files: list[NamedFile], reading: Reading) -> np.ndarray:
-    return await reading.decode_pool.to_mnist(
-        files, preprocess=reading.preprocess, is_disconnected=request.is_disconnected, deadline=reading.deadline
-    )
+    return await call.decode(files, preprocess=preprocess)
 
 
 def _media_type(request: Request) -> str:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.encoding import json_response
-from service.errors import ClientGone, PayloadTooLarge, ServiceError, envelope
+from service.errors import ClientGone, ErrorBody, PayloadTooLarge, ServiceError, native_error_body
 
 logger = logging.getLogger("service.errors")
 
@@ -33,10 +33,18 @@ CLIENT_TIMEOUT_HEADER = b"x-request-timeout-ms"
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, replica_name: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        replica_name: str,
+        error_bodies: tuple[tuple[str, ErrorBody], ...] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.replica_name = replica_name
+        self.error_bodies = error_bodies  # (path prefix, how a protocol renders its errors)
         self._replica_header = (b"x-served-by", replica_name.encode("latin-1", "replace"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,6 +58,11 @@ class RequestContextMiddleware:
         state["arrived_at"] = time.monotonic()
         state["declared_bytes"] = declared
         state["client_timeout"] = client_timeout
+        render: ErrorBody = native_error_body
+        for prefix, protocol_render in self.error_bodies:
+            if scope["path"].startswith(prefix):
+                render = state["error_body"] = protocol_render
+                break
         tags = [(b"x-request-id", request_id.encode()), self._replica_header]
         response_started = False
 
@@ -66,7 +79,8 @@ class RequestContextMiddleware:
                 f"the body is {declared:,} bytes; the limit is {self.max_body_bytes:,} bytes",
                 details={"bytes": declared, "limit": self.max_body_bytes},
             )
-            response = json_response(envelope(error, request_id), status_code=413, headers={"Connection": "close"})
+            status, body = render(error, request_id)
+            response = json_response(body, status_code=status, headers={"Connection": "close"})
             await response(scope, receive, send_tagged)
             return
         try:
@@ -80,8 +94,9 @@ class RequestContextMiddleware:
             logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
             if response_started:
                 raise  # the response is half sent: only closing the connection can tell the client
-            fault = ServiceError("internal server error; quote the request id when reporting it")
-            await json_response(envelope(fault, request_id), status_code=500)(scope, receive, send_tagged)
+            fault = ServiceError(f"internal server error; quote the request id when reporting it: {request_id}")
+            status, body = render(fault, request_id)
+            await json_response(body, status_code=status)(scope, receive, send_tagged)
 
 
 def arrival_time(scope: Scope) -> float:

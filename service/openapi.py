@@ -15,6 +15,8 @@ from PIL import Image
 from pydantic import TypeAdapter
 
 from service.config import Settings
+from service.protocols import docs as protocol_docs
+from service.protocols.schemas import tfserving_predict_request_schema
 from service.schemas import SEVEN, ErrorEnvelope, PredictJsonRequest, PredictResponse
 
 IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
@@ -200,17 +202,25 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in DOCUMENTED_MODELS.items():
+            for name, model in (DOCUMENTED_MODELS | protocol_docs.DOCUMENTED_MODELS).items():
                 model_schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[name] = model_schema
+            components["TFServingPredictRequest"] = tfserving_predict_request_schema(settings.max_images_per_request)
             for batch_form, field in (("PixelsBatchRequest", "images"), ("FileBatchRequest", "images_b64")):
                 components[batch_form]["properties"][field]["maxItems"] = settings.max_images_per_request
-            schema["paths"] = predict_operations(settings) | schema["paths"]
-            for operations in schema["paths"].values():
+            schema["paths"] = (
+                predict_operations(settings) | protocol_docs.protocol_operations(settings) | schema["paths"]
+            )
+            for path, operations in schema["paths"].items():
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
-                    if "422" in responses:  # FastAPI documents its own validation body; ours is the envelope
+                    if path.startswith(protocol_docs.PROTOCOL_PREFIXES):
+                        # The protocols answer in their own error form, and a request they cannot use is a 400.
+                        responses.pop("422", None)
+                        for code, response in protocol_docs.protocol_error_responses(400, 500).items():
+                            responses.setdefault(code, response)
+                    elif "422" in responses:  # FastAPI documents its own validation body; ours is the envelope
                         responses["422"] = _error_response(422)
                     for status in EVERY_OPERATION_ERRORS:
                         responses.setdefault(str(status), _error_response(status))

@@ -78,27 +78,6 @@ class LoadedVersion:
     def info(self) -> dict[str, object]:
         return {"name": self.model.name, "version": self.model.version}
 
-    def lease(self) -> Lease:
-        """Hold the version while a request uses it: it is not released before the lease is given back."""
-        return Lease(self)
-
-
-class Lease:
-    """A request's hold on a version, as a context manager (a plain class: a generator-based one cost microseconds
-    per request)."""
-
-    __slots__ = ("version",)
-
-    def __init__(self, version: LoadedVersion) -> None:
-        self.version = version
-
-    def __enter__(self) -> LoadedVersion:
-        self.version.leases += 1
-        return self.version
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.version.leases -= 1
-
 
 @dataclass
 class VersionStatus:
@@ -186,12 +165,7 @@ class Registry:
         if version is not None and label is not None:
             raise InvalidRequest("name a version or a label, not both", details={"location": ["query", "label"]})
         name = name or self.default_model
-        model = self.models.get(name)
-        if model is None:
-            raise ModelNotFound(
-                f"no model named {name[:64]!r}; available models: {', '.join(sorted(self.models)) or 'none'}",
-                details={"available_models": sorted(self.models)},
-            )
+        model = self.model(name)
         if label is not None:
             if label not in model.policy.labels:
                 raise VersionNotFound(
@@ -215,6 +189,16 @@ class Registry:
                 details={"available_versions": [available.version for available in model.available()]},
             )
         return status.loaded
+
+    def model(self, name: str) -> ServedModel:
+        """A model of the repository, whatever the state of its versions; ModelNotFound listing the models."""
+        model = self.models.get(name)
+        if model is None:
+            raise ModelNotFound(
+                f"no model named {name[:64]!r}; available models: {', '.join(sorted(self.models)) or 'none'}",
+                details={"available_models": sorted(self.models)},
+            )
+        return model
 
     def describe(self) -> dict[str, object]:
         return {

@@ -1,7 +1,9 @@
 """The model runtime: the only module of the service that imports TensorFlow.
 
 It loads a SavedModel version, checks it against the contract (signature and parameter count), warms it up,
-and classifies batches: uint8 images in, float32 probabilities out. Callers see numpy arrays only.
+and classifies batches: float32 pixels in [0, 1] in, float32 probabilities out (service/core.py scales uint8
+pixels; the TF Serving and Open Inference protocols send the signature's floats as they are). Callers see numpy
+arrays only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from models import contract
+from models.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from service.repository import ModelLoadError, ModelVersion
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not ours to log.
@@ -21,11 +25,8 @@ import tensorflow as tf
 
 logger = logging.getLogger("service.runtime")
 
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-INPUT_SHAPE = [None, 28, 28, 1]
-OUTPUT_SHAPE = [None, 10]
+INPUT_SHAPE = [None if size < 0 else size for size in contract.INPUT_SHAPE]  # as TensorFlow spells the batch axis
+OUTPUT_SHAPE = [None if size < 0 else size for size in contract.OUTPUT_SHAPE]
 
 
 def load_runtime(model: ModelVersion, settings: Any) -> SavedModelRuntime | LiteRTRuntime:
@@ -62,11 +63,11 @@ class SavedModelRuntime:
         self._signature = _checked_signature(self._saved_model, model.path)
         _check_parameter_count(self._signature.variables, model)
 
-    def classify(self, images: np.ndarray) -> np.ndarray:
-        """uint8 images (n, 28, 28) in MNIST polarity → float32 probabilities (n, 10)."""
-        count = len(images)
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10)."""
+        count = len(pixels)
         padded_size = next((size for size in self.batch_sizes if size >= count), count)
-        pixels = scale_pixels(images)
+        pixels = pixels[..., np.newaxis]
         if padded_size > count:
             pixels = np.concatenate([pixels, np.zeros((padded_size - count, 28, 28, 1), dtype=np.float32)])
         return self._signature(**{INPUT_NAME: tf.constant(pixels)})[OUTPUT_NAME].numpy()[:count]
@@ -74,7 +75,7 @@ class SavedModelRuntime:
     def warm_up(self) -> None:
         """Run every batch size the server will use once, and check the answers are probabilities."""
         for size in self.batch_sizes:
-            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.uint8))
+            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
             if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
                 raise ModelLoadError(
                     self.model.path, f"warm-up gave {probabilities.shape} rows that are not probabilities"
@@ -89,11 +90,6 @@ def padded_batch_sizes(largest: int) -> list[int]:
         sizes.update(size for size in (power, power * 3 // 2) if 0 < size <= largest)
         power *= 2
     return sorted(sizes)
-
-
-def scale_pixels(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) → float32 (n, 28, 28, 1) in [0, 1]: the convention the model was trained with."""
-    return (images.astype(np.float32) * np.float32(1 / 255))[..., np.newaxis]
 
 
 def configure_threads(threads: int) -> None:
@@ -170,8 +166,8 @@ class LiteRTRuntime:
             raise LiteRTUnavailable(f"conversion failed: {_first_line(error)}") from None
         self._check_agreement(saved_model)
 
-    def classify(self, images: np.ndarray) -> np.ndarray:
-        pixels = scale_pixels(images)
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = pixels[..., np.newaxis]
         results = []
         start = 0
         for size in _decompose(len(pixels), max(self._runners)):
@@ -181,12 +177,12 @@ class LiteRTRuntime:
 
     def warm_up(self) -> None:
         for size in self._runners:
-            self.classify(np.zeros((size, 28, 28), dtype=np.uint8))
+            self.classify(np.zeros((size, 28, 28), dtype=np.float32))
 
     def _check_agreement(self, saved_model: SavedModelRuntime) -> None:
         """The converted model must give the SavedModel's answers on a probe batch, or it is not used."""
-        probe = np.random.default_rng(0).integers(0, 256, size=(max(self._runners) + 3, 28, 28), dtype=np.uint8)
-        probe[:8] = probe[:8] * (probe[:8] > 200)  # a few sparse, digit-like images beside the noise
+        probe = np.random.default_rng(0).random(size=(max(self._runners) + 3, 28, 28), dtype=np.float32)
+        probe[:8] = probe[:8] * (probe[:8] > 0.8)  # a few sparse, digit-like images beside the noise
         expected = saved_model.classify(probe)
         converted = self.classify(probe)
         difference = float(np.max(np.abs(expected - converted)))

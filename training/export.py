@@ -17,13 +17,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.contract import CARD_FILE, EXTRA_FOLDER, TEMPORARY_PREFIX, version_numbers
+from models.contract import (
+    CARD_FILE,
+    EXTRA_FOLDER,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE_NAME,
+    TEMPORARY_PREFIX,
+    version_numbers,
+)
 from training.card import ModelCard
 from training.plots import write_confusion_matrix, write_report, write_training_curves
-
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 
 
 class ExportError(Exception):

@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import COMMITTED_MODEL, REPOSITORY_ROOT, quiet_tensorflow_environment
 
 EXTERNAL_URL = os.environ.get("DIGIT_SERVE_TEST_URL")
+# The gRPC address of that external server (host:port), if the gRPC tests should run against it too.
+EXTERNAL_GRPC = os.environ.get("DIGIT_SERVE_TEST_GRPC")
 local_only = pytest.mark.skipif(EXTERNAL_URL is not None, reason="starts its own server process")
 
 
@@ -55,7 +57,8 @@ def start_server(model_dir: Path, log_path: Path, *extra: str, env: dict[str, st
 
 def start_service(log_path: Path, *arguments: str, env: dict[str, str] | None = None) -> ServerProcess:
     port = free_port()
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *arguments]
+    grpc = [] if "--grpc-port" in arguments else ["--grpc-port", "0"]  # servers run side by side: no fixed port
+    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *grpc, *arguments]
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command, cwd=REPOSITORY_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -79,18 +82,39 @@ def wait_until_ready(server: ServerProcess, timeout: float = 90) -> None:
     raise AssertionError(f"the server was not ready within {timeout} s:\n{server.log()}")
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    grpc_target: str | None  # host:port of its gRPC server
+
+
 @pytest.fixture(scope="session")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The committed default model, served by a real process (or the external URL)."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The committed default model, served by a real process over HTTP and gRPC (or the external URL)."""
     if EXTERNAL_URL:
-        yield EXTERNAL_URL.rstrip("/")
+        yield Served(EXTERNAL_URL.rstrip("/"), EXTERNAL_GRPC)
         return
-    server = start_server(COMMITTED_MODEL, tmp_path_factory.mktemp("server") / "server.log")
+    grpc_port = free_port()
+    server = start_server(
+        COMMITTED_MODEL, tmp_path_factory.mktemp("server") / "server.log", "--grpc-port", str(grpc_port)
+    )
     try:
         wait_until_ready(server)
-        yield server.url
+        yield Served(server.url, f"127.0.0.1:{grpc_port}")
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(served: Served) -> str:
+    return served.url
+
+
+@pytest.fixture(scope="session")
+def grpc_target(served: Served) -> str:
+    if served.grpc_target is None:
+        pytest.skip("no gRPC address for the external server (set DIGIT_SERVE_TEST_GRPC)")
+    return served.grpc_target
 
 
 @pytest.fixture

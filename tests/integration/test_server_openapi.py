@@ -52,13 +52,29 @@ def test_openapi_get_routes_document_their_real_response_schemas(client: httpx.C
 
 
 def test_openapi_documents_errors_on_every_operation(client: httpx.Client) -> None:
+    """The connection limits answer in the envelope everywhere; past them, TF Serving's and the Open Inference
+    Protocol's paths answer in their protocol's {"error": "..."} form, and their clients get no 422."""
     paths = client.get("/openapi.json").json()["paths"]
     for path, operations in paths.items():
+        protocol = path.startswith(("/v1/", "/v2"))
         for method, operation in operations.items():
             for status in ("408", "414", "431", "500"):
                 error = operation["responses"][status]["content"]["application/json"]["schema"]
-                assert error == {"$ref": "#/components/schemas/ErrorEnvelope"}, (method, path, status)
+                form = "ProtocolError" if protocol and status == "500" else "ErrorEnvelope"
+                assert error == {"$ref": f"#/components/schemas/{form}"}, (method, path, status)
+            if protocol:
+                assert "422" not in operation["responses"], (method, path)
+                assert "400" in operation["responses"], (method, path)
     assert {"400", "413", "415", "422", "503", "504"} <= set(paths["/predict"]["post"]["responses"])
+
+
+def test_openapi_documents_the_protocol_routes_with_examples(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/models/{model}:predict", "/v2/models/{model}/infer"):
+        examples = paths[path]["post"]["requestBody"]["content"]["application/json"]["examples"]
+        assert examples, path
+    for path in ("/v1/models/{model}", "/v1/models/{model}/metadata", "/v2", "/v2/health/ready", "/v2/models/{model}"):
+        assert "200" in paths[path]["get"]["responses"], path
 
 
 def test_openapi_health_runtime_may_be_null(client: httpx.Client) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
+from service.core import unit_pixels
 from service.repository import locate_model
 from service.runtime import LiteRTRuntime, SavedModelRuntime, _decompose, load_runtime
 
@@ -26,7 +27,7 @@ def test_savedmodel_runtime_classifies_any_batch_size(tiny_model_repository: Pat
     runtime = load(tiny_model_repository)
     assert runtime.name == "savedmodel"
     for size in (1, 7, 64, 130):
-        probabilities = runtime.classify(mnist_sample["x_test"][:size])
+        probabilities = runtime.classify(unit_pixels(mnist_sample["x_test"][:size]))
         assert probabilities.shape == (size, 10) and probabilities.dtype == np.float32
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
@@ -36,7 +37,7 @@ def test_litert_runtime_agrees_with_the_savedmodel(tiny_model_repository: Path, 
     saved = load(tiny_model_repository)
     assert litert.name == "litert"
     for size in (1, 5, 16, 37):
-        images = mnist_sample["x_test"][:size]
+        images = unit_pixels(mnist_sample["x_test"][:size])
         np.testing.assert_allclose(litert.classify(images), saved.classify(images), atol=1e-5)
 
 
