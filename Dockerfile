@@ -96,12 +96,14 @@ COPY service/ service/
 # Keras and TensorFlow may write small caches under their home: /tmp, a tmpfs in docker-compose.yml and k8s.
 ENV DIGIT_SERVE_HOST=0.0.0.0 \
     DIGIT_SERVE_PORT=8000 \
+    DIGIT_SERVE_GRPC_PORT=8081 \
     DIGIT_SERVE_MODEL_REPOSITORY=/app/models \
     KERAS_HOME=/tmp/keras \
     TF_CPP_MIN_LOG_LEVEL=1
 
 USER 10001:10001
-EXPOSE 8000
+# HTTP (/predict, /v1, /v2) and gRPC (the Open Inference Protocol).
+EXPOSE 8000 8081
 
 # Ready means the model is loaded and warmed; the start period covers TensorFlow's import and the warm-up.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

@@ -4,7 +4,7 @@
 #   1. hadolint the Dockerfile
 #   2. build the runtime and trainer images; report their sizes
 #   3. docker compose up --wait --scale api=2 (timed)
-#   4. the integration suite (tests/integration) against the load balancer's port
+#   4. the integration suite (tests/integration) against the load balancer's ports (HTTP, and gRPC)
 #   5. the stack's own checks (tests/docker): both replicas serve; a replica killed or stopped mid-burst costs
 #      (almost) no failed request; a newly trained version is served by the running replicas; an api on an empty
 #      models folder exits with a clear log line and is reported unhealthy
@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-digit-serve-test}
 export DIGIT_SERVE_LB_ADDRESS=127.0.0.1
 export DIGIT_SERVE_LB_PORT=${DIGIT_SERVE_LB_PORT:-18080}
+export DIGIT_SERVE_LB_GRPC_PORT=${DIGIT_SERVE_LB_GRPC_PORT:-18081}
 PYTHON=${PYTHON:-.venv/bin/python}
 REPLICAS=2
 BASE_URL="http://127.0.0.1:${DIGIT_SERVE_LB_PORT}"
@@ -72,7 +73,7 @@ echo "docker compose up --wait --scale api=$REPLICAS: $(elapsed "$started")" | t
 docker compose ps
 
 say "integration tests against the load balancer"
-DIGIT_SERVE_TEST_URL=$BASE_URL "$PYTHON" -m pytest tests/integration
+DIGIT_SERVE_TEST_URL=$BASE_URL DIGIT_SERVE_TEST_GRPC="127.0.0.1:$DIGIT_SERVE_LB_GRPC_PORT" "$PYTHON" -m pytest tests/integration
 
 say "the stack's checks: balancing, failover, new model versions, empty models folder"
 DIGIT_SERVE_DOCKER_TESTS=1 DIGIT_SERVE_TEST_URL=$BASE_URL DIGIT_SERVE_DOCKER_REPORT=$REPORT \

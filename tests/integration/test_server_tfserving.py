@@ -185,7 +185,7 @@ def test_tfserving_bad_predict_body_is_a_400_with_a_message(client: httpx.Client
         ("GET", "/v1/models/mnist_convnet:predict", 405, "Malformed request: GET"),
         ("POST", "/v1/models/mnist_convnet/metadata", 405, "Malformed request: POST"),
         ("PUT", "/v1/models/mnist_convnet", 405, "Malformed request: PUT /v1/models/mnist_convnet; use GET"),
-        ("TRACE", "/v1/models/mnist_convnet:predict", 405, "Malformed request: TRACE"),
+        ("DELETE", "/v1/models/mnist_convnet:predict", 405, "Malformed request: DELETE"),
         ("GET", "/v1/models", 400, "Missing model name in request."),
         ("GET", "/v1/models/mnist_convnet/versions/99999999999999999999999", 400, "Failed to convert version"),
         ("POST", "/v1/models/nope:predict", 404, "Servable not found for request: Latest(nope)"),

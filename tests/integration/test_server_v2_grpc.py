@@ -133,3 +133,68 @@ def test_grpc_standard_health_service(grpc_target: str) -> None:
         with pytest.raises(grpc.RpcError) as unknown:
             stub.Check(health_pb2.HealthCheckRequest(service="other"), timeout=10)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def crafted(**fields: object) -> object:
+    """A ModelInferRequest built by hand (tritonclient's messages are the proto's), for what no client would send."""
+    from tritonclient.grpc import service_pb2
+
+    return service_pb2.ModelInferRequest(model_name=MODEL, **fields)
+
+
+def send(grpc_target: str, request: object) -> object:
+    from tritonclient.grpc import service_pb2_grpc
+
+    with grpc.insecure_channel(grpc_target) as channel:
+        return service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+
+
+def fp32_tensor(shape: list[int], **contents: object) -> dict[str, object]:
+    return {"name": "image", "datatype": "FP32", "shape": shape, **({"contents": contents} if contents else {})}
+
+
+ONE_IMAGE_RAW = np.zeros(784, "<f4").tobytes()
+BAD_MESSAGES = {
+    "no inputs": ({}, "send exactly one input tensor"),
+    "raw entries for no inputs": ({"raw_input_contents": [ONE_IMAGE_RAW]}, "raw_input_contents has 1 entries"),
+    "raw size lies": ({"inputs": [fp32_tensor([1, 28, 28, 1])], "raw_input_contents": [b"\x00" * 100]}, "takes 3,136"),
+    "raw for two images, shape for one": (
+        {"inputs": [fp32_tensor([1, 28, 28, 1])], "raw_input_contents": [ONE_IMAGE_RAW * 2]},
+        "has 6,272 bytes",
+    ),
+    "contents and raw both": (
+        {"inputs": [fp32_tensor([1, 28, 28, 1], fp32_contents=[0.0] * 784)], "raw_input_contents": [ONE_IMAGE_RAW]},
+        "both contents and raw_input_contents",
+    ),
+    "typed contents too short": ({"inputs": [fp32_tensor([1, 28, 28, 1], fp32_contents=[0.0] * 10)]}, "holds 10"),
+    "typed NaN": ({"inputs": [fp32_tensor([1, 28, 28, 1], fp32_contents=[float("nan")] * 784)]}, "is NaN"),
+    "no data at all": ({"inputs": [fp32_tensor([1, 28, 28, 1])]}, "has no data"),
+    "a shape of a trillion": ({"inputs": [fp32_tensor([10**12, 28, 28, 1])]}, "the limit is 256"),
+    "negative batch": ({"inputs": [fp32_tensor([-1, 28, 28, 1])]}, "at least one"),
+    "bytes element lies": (
+        {
+            "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1]}],
+            "raw_input_contents": [np.uint32(500).tobytes() + b"\x89PNG"],
+        },
+        "declares 500 bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MESSAGES))
+def test_grpc_crafted_bad_message_is_invalid_argument(grpc_target: str, case: str) -> None:
+    fields, expected = BAD_MESSAGES[case]
+    with pytest.raises(grpc.RpcError) as raised:
+        send(grpc_target, crafted(**fields))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert expected in raised.value.details()
+
+
+def test_grpc_typed_contents_are_read_like_raw_ones(grpc_target: str, digits: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = digits
+    pixels = (images[:2].astype(np.float32) / 255).ravel().tolist()
+    response = send(grpc_target, crafted(inputs=[fp32_tensor([2, 28, 28, 1], fp32_contents=pixels)], id="typed"))
+    assert response.id == "typed"  # type: ignore[attr-defined]
+    digit_index = [output.name for output in response.outputs].index("digit")  # type: ignore[attr-defined]
+    digits_out = np.frombuffer(response.raw_output_contents[digit_index], "<i8")  # type: ignore[attr-defined]
+    assert (digits_out == labels[:2]).all()
