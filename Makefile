@@ -45,7 +45,7 @@ train: $(STAMP)
 	$(BIN)/python -m training $(ARGS)
 
 bench: $(STAMP)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
 	$(BIN)/python -m bench $(ARGS)
 	$(BIN)/python -m bench.hostile
 

@@ -1,7 +1,8 @@
 """What the benchmark measures, in one place: the servers (how to start them) and the scenarios (what to send).
 
 Commands and environments are templates: `{python}` is the interpreter running the harness, `{port}` a free
-port on 127.0.0.1 and `{model_dir}` the model repository given with `--model-dir`. Every server runs as one
+port on 127.0.0.1 (and `{grpc_port}` another, for the service's gRPC server) and `{model_dir}` the model
+repository given with `--model-dir`. Every server runs as one
 process with one worker, started from the repository root (or, for a baseline twin, from a worktree of the
 baseline's commit).
 """
@@ -39,6 +40,10 @@ class ScenarioSpec:
     concurrency_levels: tuple[int, ...] | None = None
     # Refusals (non-2xx responses) are part of the scenario and do not flag it; connection errors still do.
     refusals_expected: bool = False
+    # "http" (wrk or httpx, on the server's port) or "grpc" (h2load, on its gRPC port; `path` is /service/method).
+    transport: str = "http"
+    # Also measured on the baseline's code with --baseline (not for what the baseline cannot serve).
+    has_baseline: bool = True
 
 
 def uvicorn_command(application: str) -> tuple[str, ...]:
@@ -65,6 +70,8 @@ def uvicorn_factory_command(parser: str, *options: str) -> tuple[str, ...]:
 
 
 SERVICE_COMMAND = ("{python}", "-m", "service", "--host", HOST, "--port", "{port}", "--model-dir", "{model_dir}")
+# The gRPC port by environment, which a baseline's code from before gRPC ignores (it has no --grpc-port flag).
+SERVICE_ENVIRONMENT = {"DIGIT_SERVE_GRPC_PORT": "{grpc_port}"}
 
 SERVERS: dict[str, ServerSpec] = {
     "floor": ServerSpec(
@@ -80,6 +87,7 @@ SERVERS: dict[str, ServerSpec] = {
         command=SERVICE_COMMAND,
         ready_path="/health/ready",
         required_file="service/__main__.py",
+        environment=SERVICE_ENVIRONMENT,
     ),
     "service-litert": ServerSpec(
         name="service-litert",
@@ -87,7 +95,7 @@ SERVERS: dict[str, ServerSpec] = {
         command=SERVICE_COMMAND,
         ready_path="/health/ready",
         required_file="service/__main__.py",
-        environment={"DIGIT_SERVE_RUNTIME": "litert"},
+        environment={"DIGIT_SERVE_RUNTIME": "litert", **SERVICE_ENVIRONMENT},
     ),
     "service-h11": ServerSpec(
         name="service-h11",
@@ -95,7 +103,7 @@ SERVERS: dict[str, ServerSpec] = {
         command=uvicorn_factory_command("h11", "--h11-max-incomplete-event-size", "32768"),
         ready_path="/health/ready",
         required_file="service/app.py",
-        environment={"DIGIT_SERVE_MODEL_DIR": "{model_dir}"},
+        environment={"DIGIT_SERVE_MODEL_DIR": "{model_dir}", **SERVICE_ENVIRONMENT},
     ),
     "service-httptools": ServerSpec(
         name="service-httptools",
@@ -103,7 +111,7 @@ SERVERS: dict[str, ServerSpec] = {
         command=uvicorn_factory_command("httptools"),
         ready_path="/health/ready",
         required_file="service/app.py",
-        environment={"DIGIT_SERVE_MODEL_DIR": "{model_dir}"},
+        environment={"DIGIT_SERVE_MODEL_DIR": "{model_dir}", **SERVICE_ENVIRONMENT},
     ),
     "service-repository": ServerSpec(
         name="service-repository",
@@ -111,6 +119,7 @@ SERVERS: dict[str, ServerSpec] = {
         command=("{python}", "-m", "service", "--host", HOST, "--port", "{port}", "--model-repository", "models"),
         ready_path="/health/ready",
         required_file="service/__main__.py",
+        environment=SERVICE_ENVIRONMENT,
     ),
     "naive": ServerSpec(
         name="naive",
@@ -121,6 +130,9 @@ SERVERS: dict[str, ServerSpec] = {
         environment={"BENCH_MODEL_DIR": "{model_dir}"},
     ),
 }
+
+V2_INFER_PATH = "/v2/models/mnist_convnet/infer"
+GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 # The order here is the order of the run and of the table.
 SCENARIOS: tuple[ScenarioSpec, ...] = (
@@ -136,6 +148,41 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
         "json-batch256",
         concurrency_levels=(4, 64),
         refusals_expected=True,
+    ),
+    # The standard protocols, next to the native /predict and on the same server.
+    ScenarioSpec(
+        "v2-json",
+        "service",
+        "Open Inference Protocol REST, one image as FP32 JSON data",
+        V2_INFER_PATH,
+        "v2-json",
+        has_baseline=False,
+    ),
+    ScenarioSpec(
+        "v2-binary-batch64",
+        "service",
+        "Open Inference Protocol REST, batches of 64 as binary tensor data (tritonclient's default)",
+        V2_INFER_PATH,
+        "v2-binary-batch64",
+        has_baseline=False,
+    ),
+    ScenarioSpec(
+        "grpc",
+        "service",
+        "Open Inference Protocol gRPC ModelInfer, one image (raw_input_contents)",
+        GRPC_INFER_PATH,
+        "grpc",
+        transport="grpc",
+        has_baseline=False,
+    ),
+    ScenarioSpec(
+        "grpc-batch64",
+        "service",
+        "Open Inference Protocol gRPC ModelInfer, batches of 64",
+        GRPC_INFER_PATH,
+        "grpc-batch64",
+        transport="grpc",
+        has_baseline=False,
     ),
     ScenarioSpec("litert-json", "service-litert", "digit-serve on LiteRT, one 28x28 JSON image", "/predict", "json"),
     ScenarioSpec(
@@ -242,7 +289,9 @@ def with_baseline_twins(
     A twin follows its original in both orders, so the two are started one after the other and measured one
     after the other within every repeat, and whatever else the machine does affects both alike.
     """
-    twinned = {scenario.server for scenario in scenarios if scenario.server in BASELINE_SERVERS}
+    twinned = {
+        scenario.server for scenario in scenarios if scenario.server in BASELINE_SERVERS and scenario.has_baseline
+    }
     twin_servers: dict[str, ServerSpec] = {}
     for name, spec in servers.items():
         twin_servers[name] = spec
@@ -256,7 +305,7 @@ def with_baseline_twins(
     twin_scenarios: list[ScenarioSpec] = []
     for scenario in scenarios:
         twin_scenarios.append(scenario)
-        if scenario.server in twinned:
+        if scenario.server in twinned and scenario.has_baseline:
             twin_scenarios.append(
                 replace(
                     scenario,

@@ -35,6 +35,7 @@ class RunningServer:
     spec: ServerSpec
     process: subprocess.Popen[bytes]
     base_url: str
+    grpc_port: int
     command: list[str]
     start_to_ready_seconds: float
     log_path: Path
@@ -84,8 +85,8 @@ def start_server(
 ) -> RunningServer:
     if not (repository_root / spec.required_file).is_file():
         raise ServerStartError(f"{spec.required_file} does not exist")
-    port = free_port()
-    values = {"python": sys.executable, "port": str(port), "model_dir": model_directory}
+    port, grpc_port = free_port(), free_port()
+    values = {"python": sys.executable, "port": str(port), "grpc_port": str(grpc_port), "model_dir": model_directory}
     command = [fill_template(part, values) for part in spec.command]
     environment = {**os.environ, **COMMON_ENVIRONMENT}
     environment.update({name: fill_template(value, values) for name, value in spec.environment.items()})
@@ -110,7 +111,7 @@ def start_server(
         if isinstance(error, ServerStartError):
             raise ServerStartError(f"{error}; log {log_path} ends with:\n{log_tail(log_path)}") from None
         raise
-    return RunningServer(spec, process, base_url, command, seconds, log_path)
+    return RunningServer(spec, process, base_url, grpc_port, command, seconds, log_path)
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:

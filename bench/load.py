@@ -11,6 +11,8 @@ class LoadTarget:
     url: str
     body_path: Path
     content_type: str
+    # Further request headers, such as the binary extension's Inference-Header-Content-Length.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class Tally:
 
 
 async def worker(client: httpx.AsyncClient, target: LoadTarget, body: bytes, deadline: float, tally: Tally) -> None:
-    headers = {"content-type": target.content_type}
+    headers = {"content-type": target.content_type, **dict(target.headers)}
     while time.perf_counter() < deadline and tally.take_one():
         started = time.perf_counter()
         try:

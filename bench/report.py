@@ -17,6 +17,8 @@ SERVICE_SINGLE_SCENARIO = "service-json"
 SERVICE_BATCH_SCENARIO = "service-batch64"
 SERVICE_OVERLOAD_SCENARIO = "service-overload"
 SERVICE_SERVER = "service"
+V2_BINARY_BATCH_SCENARIO = "v2-binary-batch64"
+GRPC_SINGLE_SCENARIO = "grpc"
 # The overload target compares goodput at these two levels: the service's own, and sixteen times as many clients.
 OVERLOAD_LOW, OVERLOAD_HIGH = 4, 64
 # "Not slower than the baseline": new / base goodput of every twin pair at every level at least this.
@@ -158,6 +160,23 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
                 goodput_at(results, SERVICE_OVERLOAD_SCENARIO, OVERLOAD_LOW),
             ),
             0.5,
+            "x",
+        ),
+    ]
+    grpc_at_64 = run_at(results, GRPC_SINGLE_SCENARIO, 64)
+    targets += [
+        at_least(
+            "Open Inference Protocol REST, binary batches of 64: images/s (best concurrency)",
+            "≥ 15,000",
+            best_images_per_second(results, V2_BINARY_BATCH_SCENARIO),
+            15_000,
+            "images/s",
+        ),
+        at_least(
+            "gRPC single-image req/s at c=64 over the native single-image JSON's",
+            "≥ 0.8×",
+            ratio(grpc_at_64 and grpc_at_64["images_per_second"], single_at_64 and single_at_64["images_per_second"]),
+            0.8,
             "x",
         ),
     ]

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from bench.catalog import ScenarioSpec, ServerSpec, all_levels, scenario_levels
+from bench.catalog import HOST, ScenarioSpec, ServerSpec, all_levels, scenario_levels
+from bench.h2load import run_h2load
 from bench.launcher import RunningServer, ServerStartError, running_server
 from bench.load import LoadGeneratorError, LoadResult, LoadTarget
 from bench.loadgen import run_httpx
@@ -76,11 +77,13 @@ def progress(message: str) -> None:
 
 def preflight(url: str, prepared: PreparedPayload, timeout_seconds: float) -> str:
     """Send one request and insist on a success, so a wrong body fails loudly instead of as 100% errors."""
+    if prepared.payload.content_type == "application/grpc":
+        return grpc_preflight(url, prepared, timeout_seconds)
     try:
         response = httpx.post(
             url,
             content=prepared.payload.body,
-            headers={"content-type": prepared.payload.content_type},
+            headers={"content-type": prepared.payload.content_type, **dict(prepared.payload.headers)},
             timeout=timeout_seconds,
         )
     except httpx.HTTPError as error:
@@ -88,6 +91,21 @@ def preflight(url: str, prepared: PreparedPayload, timeout_seconds: float) -> st
     if not 200 <= response.status_code < 300:
         raise ScenarioError(f"the first request to {url} answered {response.status_code}: {response.text[:500]}")
     return response.text[:SAMPLE_RESPONSE_CHARACTERS]
+
+
+def grpc_preflight(url: str, prepared: PreparedPayload, timeout_seconds: float) -> str:
+    """One real gRPC call with the scenario's message (h2load cannot see a call's grpc-status): it must succeed."""
+    import grpc
+
+    address, _, method = url.removeprefix("http://").partition("/")
+    message = prepared.payload.body[5:]  # the body is the message behind its 5-byte gRPC frame header
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(f"/{method}")
+        try:
+            answer = call(message, timeout=timeout_seconds)
+        except grpc.RpcError as error:
+            raise ScenarioError(f"the first call to {url} failed: {error.code()} {error.details()}") from error
+    return f"{len(answer)} bytes: {answer[:SAMPLE_RESPONSE_CHARACTERS]!r}"
 
 
 def settle(server: RunningServer) -> None:
@@ -98,7 +116,8 @@ def settle(server: RunningServer) -> None:
 
 def measure_once(run: ScenarioRun, concurrency: int, settings: RunSettings) -> dict[str, Any]:
     """A warm-up, then one measured run: the load generator's result and the server's CPU time meanwhile."""
-    run_load = LOAD_GENERATORS[settings.loadgen]
+    # gRPC needs an HTTP/2 generator, whatever --loadgen says.
+    run_load = run_h2load if run.spec.transport == "grpc" else LOAD_GENERATORS[settings.loadgen]
     group = run.server.process_group
     if settings.warmup_seconds > 0:
         run_load(run.target, concurrency, settings.warmup_seconds, settings.request_timeout_seconds)
@@ -260,14 +279,14 @@ def prepare_scenarios(
             first_line = (server_records[scenario.server]["error"] or "").splitlines()[0]
             record["error"] = f"the {scenario.server} server did not start: {first_line}"
             continue
-        url = server.base_url + scenario.path
+        url = (f"http://{HOST}:{server.grpc_port}" if scenario.transport == "grpc" else server.base_url) + scenario.path
         try:
             record["sample_response"] = preflight(url, prepared, settings.request_timeout_seconds)
         except ScenarioError as error:
             record["error"] = str(error)
             progress(f"  {scenario.name} failed: {error}")
             continue
-        target = LoadTarget(url, prepared.body_path, prepared.payload.content_type)
+        target = LoadTarget(url, prepared.body_path, prepared.payload.content_type, prepared.payload.headers)
         runnable.append(ScenarioRun(scenario, server, target, prepared.payload.images_per_request, record))
     return records, runnable
 

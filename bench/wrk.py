@@ -44,6 +44,7 @@ def wrk_command(target: LoadTarget, concurrency: int, duration_seconds: float, t
         "--",
         str(target.body_path),
         target.content_type,
+        *(f"{name}: {value}" for name, value in target.headers),
     ]
 
 

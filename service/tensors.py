@@ -49,7 +49,9 @@ def json_array(value: Any, *, integers: bool, where: str) -> np.ndarray:
 def float_pixels(array: np.ndarray, where: str) -> np.ndarray:
     """Float pixels → float32, or InvalidPixels naming the first one that is not finite or not in [0, 1]."""
     with np.errstate(over="ignore"):  # a number past float32's range becomes inf, refused just below
-        pixels = array.astype(np.float32)
+        pixels = array.astype(np.float32, copy=False)
+    if pixels.min() >= 0 and pixels.max() <= 1:  # NaN fails these comparisons too: two reductions, no masks
+        return pixels
     bad = ~np.isfinite(pixels) | (pixels < 0) | (pixels > 1)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -190,8 +190,8 @@ def preprocess_option(parameters: dict[str, Any]) -> bool:
 
 def _check_shape(tensor: InputTensor, spec: TensorSpec, max_images: int) -> None:
     shape = tensor.shape
-    expected = f"{spec.describe()}: {len(spec.shape)} dimensions, the first the batch"
-    if len(shape) != len(spec.shape) or any(size != want for size, want in zip(shape[1:], spec.shape[1:], strict=True)):
+    if len(shape) != len(spec.shape) or tuple(shape[1:]) != spec.shape[1:]:
+        expected = f"{spec.describe()}: {len(spec.shape)} dimensions, the first the batch"
         raise InvalidShape(f"{tensor.where()} has shape {shape_text(shape)}; expected {expected}")
     if shape[0] < 1:
         raise InvalidShape(f"{tensor.where()} has shape {shape_text(shape)}: a batch of at least one is expected")

@@ -117,8 +117,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise not_ready(serving)
         settings = serving.settings
         loaded = serving.registry.resolve(request.model_name, version_number(request.model_version or None))
-        remaining = context.time_remaining()
-        client_timeout = f"{remaining * 1000:.3f}" if remaining is not None and remaining > 0 else None
+        remaining = context.time_remaining()  # the client's gRPC deadline, if it set one
+        client_timeout = None if remaining is None else f"{max(remaining, 0.001) * 1000:.3f}"
         deadline = Deadline.for_request(arrived, settings.request_timeout_ms, client_timeout)
         declared = sum(map(len, request.raw_input_contents)) or request.ByteSize()
         with await core.admit(serving, loaded, declared_bytes=declared, deadline=deadline) as call:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from bench.catalog import SERVERS, all_levels, select_scenarios, with_baseline_twins
+from bench.h2load import grpc_frame, parse_h2load
+from bench.load import LoadGeneratorError
 from bench.report import baseline_comparison, compute_ratios, evaluate_targets, failures_cell, markdown_report
 from bench.runner import unexpected_failures
 
@@ -70,7 +72,7 @@ def test_bench_smoke_results_have_the_expected_structure(results: dict[str, Any]
     assert [scenario["name"] for scenario in results["scenarios"]] == ["floor", "service-json"]
     assert {server["name"] for server in results["servers"]} == {"floor", "service"}
     assert set(results["ratios"]) == {"floor", "service-json"}
-    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 7
+    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 9
     assert results["baseline"] is None
 
 
@@ -209,3 +211,41 @@ def test_baseline_twins_follow_their_originals_and_run_from_the_worktree() -> No
 
 def test_scenarios_with_levels_of_their_own_add_them_to_the_run() -> None:
     assert all_levels(select_scenarios(["service-json", "service-overload"]), (1,)) == [1, 4, 64]
+
+
+def test_protocol_scenarios_get_no_baseline_twin() -> None:
+    """A baseline from before /v2 and gRPC cannot serve them; the native scenarios on the same server still twin."""
+    scenarios, _ = with_baseline_twins(
+        select_scenarios(["service-json", "v2-binary-batch64", "grpc"]), dict(SERVERS), Path("/tmp/worktree"), "HEAD"
+    )
+    assert [scenario.name for scenario in scenarios] == [
+        "service-json",
+        "service-json@base",
+        "v2-binary-batch64",
+        "grpc",
+    ]
+
+
+H2LOAD_OUTPUT = """starting benchmark...
+finished in 10.00s, 3355.40 req/s, 592.38KB/s
+requests: 33554 total, 33618 started, 33554 done, 33550 succeeded, 4 failed, 1 errored, 0 timeout
+status codes: 33550 2xx, 0 3xx, 3 4xx, 0 5xx
+"""
+
+
+def test_h2load_summary_and_request_log_become_a_load_result() -> None:
+    log = "".join(f"1796515592{index:06d}\t200\t{latency}\n" for index, latency in enumerate(range(1000, 101000, 1000)))
+    result = parse_h2load(H2LOAD_OUTPUT, log, concurrency=64, cpu_seconds=0.8)
+    assert (result.requests, result.non_2xx, result.errors) == (33554, 3, 1)
+    assert result.duration_seconds == 10.0
+    assert result.latency_p50_ms == 50.0 and result.latency_p99_ms == 99.0 and result.latency_max_ms == 100.0
+    assert result.tool == "h2load" and result.loadgen_cpu_seconds == 0.8
+
+
+def test_h2load_without_a_summary_is_an_error() -> None:
+    with pytest.raises(LoadGeneratorError):
+        parse_h2load("connect failed\n", "", concurrency=1, cpu_seconds=0.0)
+
+
+def test_grpc_frame_is_the_length_prefixed_message() -> None:
+    assert grpc_frame(b"abc") == b"\x00\x00\x00\x00\x03abc"
