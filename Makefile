@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest k8s-validate train bench docker-test clean
+.PHONY: install tools serve test lint typecheck pytest k8s-validate train bench docker-test clean
 
 install: $(STAMP)
 
@@ -33,7 +33,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# promtool (Debian's prometheus package) checks the live /metrics exposition in the integration tests.
+tools:
+	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
+
+pytest: $(STAMP) tools
 	$(BIN)/python -m pytest $(ARGS)
 
 k8s-validate: $(STAMP)

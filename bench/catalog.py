@@ -97,6 +97,14 @@ SERVERS: dict[str, ServerSpec] = {
         required_file="service/__main__.py",
         environment={"DIGIT_SERVE_RUNTIME": "litert", **SERVICE_ENVIRONMENT},
     ),
+    "service-nometrics": ServerSpec(
+        name="service-nometrics",
+        description="digit-serve with DIGIT_SERVE_METRICS=false (no Prometheus metrics), to price them",
+        command=SERVICE_COMMAND,
+        ready_path="/health/ready",
+        required_file="service/__main__.py",
+        environment={"DIGIT_SERVE_METRICS": "false", **SERVICE_ENVIRONMENT},
+    ),
     "service-h11": ServerSpec(
         name="service-h11",
         description="digit-serve's app on plain uvicorn with the pure-Python h11 parser (32 KiB incomplete events)",
@@ -148,6 +156,15 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
         "json-batch256",
         concurrency_levels=(4, 64),
         refusals_expected=True,
+    ),
+    # What the metrics cost: the same requests to the same server with metrics off.
+    ScenarioSpec(
+        "nometrics-json",
+        "service-nometrics",
+        "digit-serve with metrics off, one 28x28 JSON image",
+        "/predict",
+        "json",
+        has_baseline=False,
     ),
     # The standard protocols, next to the native /predict and on the same server.
     ScenarioSpec(

@@ -19,6 +19,7 @@ SERVICE_OVERLOAD_SCENARIO = "service-overload"
 SERVICE_SERVER = "service"
 V2_BINARY_BATCH_SCENARIO = "v2-binary-batch64"
 GRPC_SINGLE_SCENARIO = "grpc"
+NO_METRICS_SCENARIO = "nometrics-json"
 # The overload target compares goodput at these two levels: the service's own, and sixteen times as many clients.
 OVERLOAD_LOW, OVERLOAD_HIGH = 4, 64
 # "Not slower than the baseline": new / base goodput of every twin pair at every level at least this.
@@ -164,7 +165,18 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
         ),
     ]
     grpc_at_64 = run_at(results, GRPC_SINGLE_SCENARIO, 64)
+    no_metrics_at_64 = run_at(results, NO_METRICS_SCENARIO, 64)
     targets += [
+        at_least(
+            "single-image JSON req/s at c=64 with metrics on over with them off",
+            "≥ 0.95×",
+            ratio(
+                single_at_64 and single_at_64["images_per_second"],
+                no_metrics_at_64 and no_metrics_at_64["images_per_second"],
+            ),
+            0.95,
+            "x",
+        ),
         at_least(
             "Open Inference Protocol REST, binary batches of 64: images/s (best concurrency)",
             "≥ 15,000",

@@ -20,6 +20,7 @@ export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-digit-serve-test}
 export DIGIT_SERVE_LB_ADDRESS=127.0.0.1
 export DIGIT_SERVE_LB_PORT=${DIGIT_SERVE_LB_PORT:-18080}
 export DIGIT_SERVE_LB_GRPC_PORT=${DIGIT_SERVE_LB_GRPC_PORT:-18081}
+export DIGIT_SERVE_PROMETHEUS_PORT=${DIGIT_SERVE_PROMETHEUS_PORT:-19090}
 PYTHON=${PYTHON:-.venv/bin/python}
 REPLICAS=2
 BASE_URL="http://127.0.0.1:${DIGIT_SERVE_LB_PORT}"
@@ -38,7 +39,7 @@ cleanup() {
     say "measurements"
     cat "$REPORT"
   fi
-  docker compose --profile train down --volumes --remove-orphans >/dev/null 2>&1 || true
+  docker compose --profile train --profile monitoring down --volumes --remove-orphans >/dev/null 2>&1 || true
   for case in empty-models-folder model-without-versions; do  # tests/docker/test_empty_models.py's stacks
     docker compose --project-name "$COMPOSE_PROJECT_NAME-$case" down --volumes --remove-orphans >/dev/null 2>&1 || true
   done
@@ -58,25 +59,26 @@ elapsed() { awk -v from="$1" -v to="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", to
 
 say "build the runtime and trainer images"
 started=$EPOCHREALTIME
-docker compose --profile train build
+docker compose --profile train --profile monitoring build
 echo "docker compose build (runtime + trainer): $(elapsed "$started")" | tee -a "$REPORT"
-for image in digit-serve digit-serve-trainer; do
+for image in digit-serve digit-serve-trainer digit-serve-prometheus; do
   docker image inspect --format '{{.Size}}' "$image:${DIGIT_SERVE_TAG:-latest}" \
     | awk -v name="$image" '{ printf "image size: %s %.2f GB (%d MB)\n", name, $1 / 1e9, $1 / 1e6 }' | tee -a "$REPORT"
 done
 
 say "start the stack: $REPLICAS api replicas behind lb on $BASE_URL"
-docker compose --profile train down --volumes --remove-orphans >/dev/null 2>&1
+docker compose --profile train --profile monitoring down --volumes --remove-orphans >/dev/null 2>&1
 started=$EPOCHREALTIME
-docker compose up --detach --wait --no-build --scale "api=$REPLICAS"
+docker compose --profile monitoring up --detach --wait --no-build --scale "api=$REPLICAS"
 echo "docker compose up --wait --scale api=$REPLICAS: $(elapsed "$started")" | tee -a "$REPORT"
 docker compose ps
 
 say "integration tests against the load balancer"
 DIGIT_SERVE_TEST_URL=$BASE_URL DIGIT_SERVE_TEST_GRPC="127.0.0.1:$DIGIT_SERVE_LB_GRPC_PORT" "$PYTHON" -m pytest tests/integration
 
-say "the stack's checks: balancing, failover, new model versions, empty models folder"
+say "the stack's checks: balancing, failover, new model versions, empty models folder, monitoring"
 DIGIT_SERVE_DOCKER_TESTS=1 DIGIT_SERVE_TEST_URL=$BASE_URL DIGIT_SERVE_DOCKER_REPORT=$REPORT \
+  DIGIT_SERVE_PROMETHEUS_URL="http://127.0.0.1:$DIGIT_SERVE_PROMETHEUS_PORT" \
   "$PYTHON" -m pytest tests/docker -v
 
 say "passed"

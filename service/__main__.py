@@ -14,6 +14,7 @@ import uvicorn
 from service.app import create_app
 from service.config import Settings
 from service.connections import ConnectionLimits, guarded_protocol
+from service.logs import configure_logging
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -72,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     overrides = {key: value for key, value in vars(arguments).items() if value is not None}
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("uvicorn.error").addFilter(_HideStartupAbortedTraceback())
     uvicorn.run(
         create_app(settings),
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         http=guarded_protocol(connection_limits(settings)),
         log_config=None,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        access_log=False,  # the middleware writes the access line (ACCESS_LOG), with the service's own fields
         timeout_graceful_shutdown=settings.graceful_timeout_seconds,
         server_header=False,
     )

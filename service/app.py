@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.config import Settings
 from service.encoding import ORJSONResponse
 from service.errors import PortUnavailable, install_error_handlers
+from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
 from service.policy import PolicyError
@@ -41,12 +42,13 @@ async def grpc_serving(serving: ServingState, settings: Settings) -> AsyncIterat
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics() if settings.metrics else None  # the app's own registry
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         try:
-            async with open_serving(settings) as serving, grpc_serving(serving, settings):
-                yield {"serving": serving}
+            async with open_serving(settings, metrics) as serving, grpc_serving(serving, settings):
+                yield {"serving": serving, "metrics": metrics}
         except ModelLoadError as error:  # Raised only at start-up, before the yield.
             logger.critical("cannot serve the model at %s: %s", error.path, error.problem)
             raise StartupAborted(str(error)) from None
@@ -82,5 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         replica_name=settings.replica_name,
         error_bodies=((tfserving.PREFIX, tfserving.error_body), (v2_rest.PREFIX, open_inference.error_body)),
+        metrics=metrics,
+        access_log=settings.access_log,
     )
     return app

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,12 +38,27 @@ Classify = Callable[[np.ndarray], np.ndarray]
 DisconnectCheck = Callable[[], Awaitable[bool]]
 
 
+class QueueStats(Protocol):
+    """Where a request's wait in the queue is written (service/core.py's RequestStats)."""
+
+    queue_seconds: float
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports its work (service/metrics.py's VersionMetrics)."""
+
+    def batch(self, images: int, seconds: float) -> None: ...
+
+    def waited(self, seconds: float) -> None: ...
+
+
 @dataclass
 class _Job:
     images: np.ndarray
     future: asyncio.Future[np.ndarray]
     is_disconnected: DisconnectCheck | None
     deadline: Deadline
+    stats: QueueStats | None = None
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -59,8 +75,10 @@ class Batcher:
         stale_after_seconds: float = 0.05,
         drain_seconds: float = 5.0,
         executor: ThreadPoolExecutor | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         self._classify = classify
+        self._observer = observer
         self.max_batch_size = max_batch_size
         self.timeout_seconds = timeout_seconds
         self.queue_capacity = queue_capacity
@@ -119,6 +137,7 @@ class Batcher:
         images: np.ndarray,
         is_disconnected: DisconnectCheck | None = None,
         deadline: Deadline = NO_DEADLINE,
+        stats: QueueStats | None = None,
     ) -> np.ndarray:
         """Probabilities for `images` (n, 28, 28) uint8; raises Overloaded when the queue is full, ShuttingDown
         when the server is stopping, ServiceUnavailable when the drain task has stopped."""
@@ -135,7 +154,7 @@ class Batcher:
                 "retry shortly"
             )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(images, future, is_disconnected, deadline))
+        self._jobs.append(_Job(images, future, is_disconnected, deadline, stats))
         self._queued_images += count
         self._wakeup.set()
         return await future
@@ -200,6 +219,11 @@ class Batcher:
                 continue
             jobs.append(job)
             images += len(job.images)
+            waited = now - job.queued_at
+            if job.stats is not None:
+                job.stats.queue_seconds = waited
+            if self._observer is not None:
+                self._observer.waited(waited)
         return jobs
 
     async def _abandoned(self, job: _Job, now: float) -> bool:
@@ -220,6 +244,7 @@ class Batcher:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         batch = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
+        started = time.perf_counter()
         try:
             probabilities = await loop.run_in_executor(self._executor, self._classify_in_chunks, batch)
         except Exception:
@@ -232,6 +257,8 @@ class Batcher:
             return
         self.batches_run += 1
         self.images_run += len(batch)
+        if self._observer is not None:
+            self._observer.batch(len(batch), time.perf_counter() - started)
         start = 0
         for job in jobs:
             end = start + len(job.images)

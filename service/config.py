@@ -95,7 +95,11 @@ class Settings(BaseSettings):
     )
     graceful_timeout_seconds: int = Field(10, ge=0, description="How long shutdown waits for requests in flight.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
-    access_log: bool = Field(False, description="Log one line per request (uvicorn's access log).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text for a terminal; json (one object per line) for a log pipeline (the images' default)."
+    )
+    access_log: bool = Field(False, description="Log one line per inference request, with its timings.")
+    metrics: bool = Field(True, description="Prometheus metrics at /metrics (false: not collected, 404).")
 
     def repository_path(self) -> Path:
         """The repository: --model-dir's parent folder when one model is named, else --model-repository."""

@@ -18,7 +18,10 @@ about HTTP, JSON or gRPC.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +45,17 @@ async def never_disconnected() -> bool:
     return False
 
 
+@dataclass
+class RequestStats:
+    """What one inference request did, for its metrics and its access line."""
+
+    model: str
+    version: str
+    images: int = 0
+    queue_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+
 async def admit(
     serving: ServingState,
     version: LoadedVersion,
@@ -49,22 +63,27 @@ async def admit(
     declared_bytes: int | None,
     deadline: Deadline,
     is_disconnected: DisconnectCheck = never_disconnected,
+    state: dict[str, Any] | None = None,
 ) -> Call:
     """An admitted inference request on `version`, to use as a context manager; Overloaded (after a short pause
-    for a large body) when the server has no room for what `declared_bytes` could carry."""
+    for a large body) when the server has no room for what `declared_bytes` could carry. Its stats go into
+    `state` (the request's scope state) under "stats", where the middleware finds them for metrics and logs."""
+    stats = RequestStats(version.model.name, str(version.model.version))
+    if state is not None:
+        state["stats"] = stats
     try:
         ticket = serving.admission.admit(declared_bytes)
     except Overloaded:
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
             await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
         raise
-    return Call(serving, version, ticket, deadline, is_disconnected)
+    return Call(serving, version, ticket, deadline, is_disconnected, stats)
 
 
 class Call:
     """One admitted inference request: it holds its version and its share of the capacity until it ends."""
 
-    __slots__ = ("deadline", "is_disconnected", "serving", "ticket", "version")
+    __slots__ = ("deadline", "is_disconnected", "serving", "stats", "ticket", "version")
 
     def __init__(
         self,
@@ -73,8 +92,10 @@ class Call:
         ticket: Ticket,
         deadline: Deadline,
         is_disconnected: DisconnectCheck,
+        stats: RequestStats,
     ) -> None:
         self.serving = serving
+        self.stats = stats
         self.version = version
         self.ticket = ticket
         self.deadline = deadline
@@ -97,14 +118,21 @@ class Call:
         """Image files → (n, 28, 28) uint8 digits, normalised as MNIST was made (or only decoded, with
         `preprocess=False`), in the decode pool that every request shares."""
         self.ticket.hold(len(files))
-        return await self.serving.decode_pool.to_mnist(
-            files, preprocess=preprocess, is_disconnected=self.is_disconnected, deadline=self.deadline
-        )
+        started = time.perf_counter()
+        try:
+            return await self.serving.decode_pool.to_mnist(
+                files, preprocess=preprocess, is_disconnected=self.is_disconnected, deadline=self.deadline
+            )
+        finally:
+            seconds = self.stats.decode_seconds = time.perf_counter() - started
+            if self.serving.metrics is not None:
+                self.serving.metrics.decode.observe(seconds)
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
         """(n, 28, 28) pixels, uint8 0-255 or float32 in [0, 1] → (n, 10) float32 probabilities."""
         self.ticket.hold(len(pixels))
-        return await self.version.batcher.classify(unit_pixels(pixels), self.is_disconnected, self.deadline)
+        self.stats.images = len(pixels)
+        return await self.version.batcher.classify(unit_pixels(pixels), self.is_disconnected, self.deadline, self.stats)
 
 
 def unit_pixels(pixels: np.ndarray) -> np.ndarray:

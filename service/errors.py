@@ -106,6 +106,11 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
 class ModelNotFound(ServiceError):
     status_code = 404
     code = "model_not_found"

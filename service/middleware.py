@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -24,8 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.encoding import json_response
 from service.errors import ClientGone, ErrorBody, PayloadTooLarge, ServiceError, native_error_body
+from service.metrics import UNKNOWN, Metrics
 
 logger = logging.getLogger("service.errors")
+access_logger = logging.getLogger("service.access")
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for a client that left before the answer
 CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -40,11 +43,15 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         replica_name: str,
         error_bodies: tuple[tuple[str, ErrorBody], ...] = (),
+        metrics: Metrics | None = None,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.replica_name = replica_name
         self.error_bodies = error_bodies  # (path prefix, how a protocol renders its errors)
+        self.metrics = metrics
+        self.access_log = access_log
         self._replica_header = (b"x-served-by", replica_name.encode("latin-1", "replace"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,12 +71,12 @@ class RequestContextMiddleware:
                 render = state["error_body"] = protocol_render
                 break
         tags = [(b"x-request-id", request_id.encode()), self._replica_header]
-        response_started = False
+        status_sent = 0  # the response's status once it has started
 
         async def send_tagged(message: Message) -> None:
-            nonlocal response_started
+            nonlocal status_sent
             if message["type"] == "http.response.start":
-                response_started = True
+                status_sent = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] not in (b"x-request-id", b"x-served-by")]
                 message["headers"] = headers + tags
             await send(message)
@@ -82,21 +89,57 @@ class RequestContextMiddleware:
             status, body = render(error, request_id)
             response = json_response(body, status_code=status, headers={"Connection": "close"})
             await response(scope, receive, send_tagged)
+            self._account(scope, state, status_sent)
             return
         try:
             await self.app(scope, _limited(receive, self.max_body_bytes) if declared is None else receive, send_tagged)
         except (ClientDisconnect, ClientGone) as gone:
             logger.info("client disconnected before it was answered (%s %s, request %s)%s",
                         scope["method"], scope["path"], request_id, f": {gone}" if str(gone) else "")  # fmt: skip
-            if not response_started:  # nobody reads it; it keeps the server from answering 500 for us
+            if not status_sent:  # nobody reads it; it keeps the server from answering 500 for us
                 await Response(status_code=CLIENT_CLOSED_REQUEST)(scope, receive, send_tagged)
         except Exception:
             logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
-            if response_started:
+            if status_sent:
+                self._account(scope, state, status_sent)
                 raise  # the response is half sent: only closing the connection can tell the client
             fault = ServiceError(f"internal server error; quote the request id when reporting it: {request_id}")
             status, body = render(fault, request_id)
             await json_response(body, status_code=status)(scope, receive, send_tagged)
+        self._account(scope, state, status_sent)
+
+    def _account(self, scope: Scope, state: dict[str, Any], status: int) -> None:
+        """The request's metrics (inference requests only: the protocols mark theirs) and its access line."""
+        protocol = state.get("protocol")
+        if protocol is None and not self.access_log:
+            return
+        seconds = time.monotonic() - state["arrived_at"]
+        stats = state.get("stats")
+        model, version = (stats.model, stats.version) if stats is not None else (UNKNOWN, "")
+        if protocol is not None and self.metrics is not None:
+            self.metrics.request(protocol, model, version, str(status), seconds)
+        if self.access_log:
+            client = scope.get("client")
+            fields = {
+                "request_id": state["request_id"],
+                "method": scope["method"],
+                "path": scope["path"],
+                "protocol": protocol,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "queue_ms": round(stats.queue_seconds * 1000, 3) if stats is not None else None,
+                "model": model if protocol is not None else None,
+                "version": version or None,
+                "images": stats.images if stats is not None else None,
+                "bytes_in": state.get("declared_bytes"),
+                "client": client[0] if client else None,
+            }
+            access_logger.info(
+                "%s %s %s %.1f ms%s", scope["method"], scope["path"], status, seconds * 1000,
+                f" {model}/{version} {stats.images} images, queued {stats.queue_seconds * 1000:.1f} ms"
+                if stats is not None else "",
+                extra=fields,
+            )  # fmt: skip
 
 
 def arrival_time(scope: Scope) -> float:

@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from service.batching import Batcher
 from service.config import Settings
 from service.errors import InvalidRequest, ModelNotFound, ModelNotReady, VersionNotFound
+from service.metrics import Metrics
 from service.policy import ModelPolicy, PolicyError, ServingConfig, Specific, read_serving_config
 from service.repository import (
     Fingerprint,
@@ -134,8 +135,10 @@ class Registry:
         settings: Settings,
         load_runtime: LoadRuntime,
         executor: ThreadPoolExecutor,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.repository = settings.repository_path()
         self.default_model = settings.default_model_name()
         self.only_model = settings.model_dir.resolve().name if settings.model_dir else None
@@ -281,6 +284,8 @@ class Registry:
         model = self.models.get(name)
         if model is None:
             model = self.models[name] = ServedModel(name, self._policy_for(name))
+            if self.metrics is not None:
+                self.metrics.load_failures.labels(name)  # its series exists, at 0, before any failure
         aspired = model.policy.select(folders)
         for version in sorted(aspired, reverse=True):  # the newest first: it is the one that will answer
             await self._load_if_needed(model, version, folders[version])
@@ -310,6 +315,7 @@ class Registry:
                 timeout_seconds=self.settings.batch_timeout_ms / 1000,
                 queue_capacity=self.settings.queue_capacity,
                 executor=self._executor,
+                observer=self.metrics.for_version(model.name, version) if self.metrics else None,
             )
             await batcher.__aenter__()
         except ModelLoadError as error:
@@ -322,6 +328,8 @@ class Registry:
             return
         status.loaded = LoadedVersion(loaded_model, runtime.name, batcher)
         status.state = VersionState.AVAILABLE
+        if self.metrics is not None:
+            self.metrics.load_duration.labels(model.name).observe(time.perf_counter() - started)
         status.available_since = datetime.now(UTC)
         status.test_accuracy = loaded_model.card["evaluation"]["test_accuracy"]
         self._refresh_default()
@@ -339,6 +347,8 @@ class Registry:
     def _failed(self, model: ServedModel, status: VersionStatus, problem: str, line: str) -> None:
         status.state = VersionState.FAILED
         status.error = problem
+        if self.metrics is not None:
+            self.metrics.load_failures.labels(model.name).inc()
         serving = model.newest_available()
         if self._starting and serving is None and model.name == self.default_model:
             return  # start-up fails on it, and says why in its one line

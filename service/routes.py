@@ -8,11 +8,13 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
 from service.dependencies import ServingDep, not_ready
 from service.encoding import json_response
-from service.errors import envelope, request_id_of
+from service.errors import NotFound, envelope, request_id_of
+from service.metrics import Metrics
 from service.openapi import error_responses
 from service.schemas import HealthResponse, ModelsResponse, ModelSummary, ProbeResponse
 from service.serving import ServingState
@@ -74,6 +76,22 @@ async def health(request: Request) -> Response:
     if ready:
         return json_response(body)
     return json_response(body | envelope(not_ready(serving), request_id_of(request)), status_code=503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: requests, queue wait apart from compute, batches, model versions, the process",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The exposition format"},
+        **error_responses(404),
+    },
+)
+async def metrics(request: Request) -> Response:
+    registry_owner: Metrics | None = request.scope["state"].get("metrics")
+    if registry_owner is None:
+        raise NotFound("metrics are off (DIGIT_SERVE_METRICS=false)")
+    return Response(generate_latest(registry_owner.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health/live", summary="Liveness: the process answers", response_model=ProbeResponse)

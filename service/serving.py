@@ -22,6 +22,7 @@ from service.admission import Admission
 from service.config import Settings
 from service.decoding import DecodePool
 from service.errors import ServiceError
+from service.metrics import Metrics, Snapshot
 from service.registry import LoadedVersion, LoadRuntime, Registry, Runtime, VersionState
 from service.repository import ModelLoadError, ModelVersion, find_version
 
@@ -34,6 +35,7 @@ class ServingState:
     registry: Registry
     decode_pool: DecodePool
     admission: Admission
+    metrics: Metrics | None = None
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
 
@@ -46,6 +48,18 @@ class ServingState:
     @property
     def default(self) -> LoadedVersion | None:
         return self.registry.default
+
+    def metric_snapshot(self) -> Snapshot:
+        """What /metrics reads at each scrape: requests at work, images queued per version, every version's state."""
+        queued: dict[tuple[str, str], int] = {}
+        states = []
+        for model in self.registry.models.values():
+            for status in model.versions.values():
+                version = str(status.version)
+                states.append((model.name, version, status.state.value))
+                if status.loaded is not None:
+                    queued[(model.name, version)] = status.loaded.batcher.queued_images
+        return Snapshot(inflight_requests=self.admission.requests, queued_images=queued, version_states=states)
 
     def unavailable(self) -> ServiceError | None:
         """Why the default version cannot answer, when it is loaded but its worker stopped."""
@@ -67,12 +81,12 @@ def load_runtime_for(settings: Settings) -> LoadRuntime:
 
 
 @contextlib.asynccontextmanager
-async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
+async def open_serving(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[ServingState]:
     """Load, check and warm the repository's versions, run their batchers, watch the repository; raises
     ModelLoadError if the default model cannot be served, PolicyError if serving.toml is unusable."""
     started = time.perf_counter()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-    registry = Registry(settings, load_runtime_for(settings), executor)
+    registry = Registry(settings, load_runtime_for(settings), executor, metrics)
     try:
         await registry.reconcile(initial=True)
         _check_default_served(registry, settings)
@@ -91,7 +105,10 @@ async def open_serving(settings: Settings) -> AsyncIterator[ServingState]:
                 image_capacity=settings.queue_capacity,
                 max_images_per_request=settings.max_images_per_request,
             ),
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.watch(state)
         # TensorFlow leaves a million long-lived objects behind; moving them out of the collector's sight keeps
         # its full collections from stalling the event loop for tens of milliseconds under load.
         gc.freeze()

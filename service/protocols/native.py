@@ -27,19 +27,27 @@ from service.serving import ServingState
 
 PREDICT_PATHS = ("/predict", "/models/{model}/predict", "/models/{model}/versions/{version}/predict")
 PREPROCESS_OPTIONS = ("mnist", "none")
+PROTOCOL = "native"  # its name in metrics and access lines
 
 
 async def predict(request: Request) -> Response:
+    scope = request.scope
+    state = scope["state"]
+    state["protocol"] = PROTOCOL
     serving = await get_serving(request)
     settings = serving.settings
-    scope = request.scope
     version = chosen_version(serving, request) if scope["query_string"] or scope["path_params"] else serving.default
     if version is None:
         raise not_ready(serving)
     declared_bytes = declared_body_bytes(scope)
     deadline = Deadline.for_request(arrival_time(scope), settings.request_timeout_ms, client_timeout(scope))
     call = await core.admit(
-        serving, version, declared_bytes=declared_bytes, deadline=deadline, is_disconnected=request.is_disconnected
+        serving,
+        version,
+        declared_bytes=declared_bytes,
+        deadline=deadline,
+        is_disconnected=request.is_disconnected,
+        state=state,
     )
     with call:
         max_images = settings.max_images_per_request

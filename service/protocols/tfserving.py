@@ -52,6 +52,7 @@ from service.serving import ServingState
 from service.tensors import float_pixels, json_array, kind, shape_text
 
 PREFIX = "/v1/"
+PROTOCOL = "tfserving"  # its name in metrics and access lines
 # Every method reaches the endpoint, which says which one a URL takes (405 with Allow) as TF Serving cannot.
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 PATH = "/v1/{path:path}"  # one route: TF Serving matches whole paths (":predict" is part of the last segment)
@@ -119,9 +120,10 @@ async def endpoint(request: Request) -> Response:
 
 
 async def predict(request: Request, name: str, version: str | None, label: str | None) -> Response:
+    scope = request.scope
+    scope["state"]["protocol"] = PROTOCOL
     serving = await get_serving(request)
     loaded = resolve(serving, name, version, label)
-    scope = request.scope
     deadline = Deadline.for_request(arrival_time(scope), serving.settings.request_timeout_ms, client_timeout(scope))
     call = await core.admit(
         serving,
@@ -129,6 +131,7 @@ async def predict(request: Request, name: str, version: str | None, label: str |
         declared_bytes=declared_body_bytes(scope),
         deadline=deadline,
         is_disconnected=request.is_disconnected,
+        state=scope["state"],
     )
     with call:
         body = await request.body()
@@ -228,6 +231,7 @@ async def classify_or_regress(
 ) -> Response:
     """TF Serving's answer for this model: its one signature is a predict signature, so classify and regress find
     no inputs of theirs (classifier.cc / regressor.cc, with the server's default flags)."""
+    request.scope["state"]["protocol"] = PROTOCOL
     serving = await get_serving(request)
     body = _json_object(await request.body())
     if "examples" not in body:

@@ -14,6 +14,7 @@ grpc_predict_v2.proto (service/protocols/grpc_stubs/, with the command that made
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -28,6 +29,7 @@ from service.admission import Deadline
 from service.config import Settings
 from service.dependencies import not_ready
 from service.errors import InvalidRequest, Overloaded, PortUnavailable, ServiceError
+from service.metrics import UNKNOWN
 from service.protocols import open_inference as oip
 from service.protocols.grpc_stubs import grpc_predict_v2_pb2 as pb
 from service.protocols.grpc_stubs import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -37,6 +39,7 @@ from service.serving import ServingState
 logger = logging.getLogger("service.grpc")
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+PROTOCOL = "v2_grpc"  # its name in metrics
 Response = TypeVar("Response")
 TYPED_CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents", "BYTES": "bytes_contents"}
 
@@ -109,9 +112,35 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["outputs"]],
         )
 
-    @answering_errors
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Inference, answered as answering_errors does, and counted in the metrics with its status code."""
         arrived = time.monotonic()
+        state: dict[str, Any] = {}
+        code = "OK"
+        try:
+            return await self._infer(request, context, arrived, state)
+        except ServiceError as error:
+            status = status_code(error)
+            code = status.name
+            await context.abort(status, error.message)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            logger.exception("unhandled error in gRPC ModelInfer")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal server error; the server's log has the details")
+        finally:
+            metrics = self.serving.metrics
+            if metrics is not None:
+                stats = state.get("stats")
+                model, version = (stats.model, stats.version) if stats is not None else (UNKNOWN, "")
+                metrics.request(PROTOCOL, model, version, code, time.monotonic() - arrived)
+        raise AssertionError("context.abort raises")  # pragma: no cover
+
+    async def _infer(
+        self, request: Any, context: grpc.aio.ServicerContext, arrived: float, state: dict[str, Any]
+    ) -> Any:
         serving = self.serving
         if not serving.is_ready:
             raise not_ready(serving)
@@ -121,7 +150,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         client_timeout = None if remaining is None else f"{max(remaining, 0.001) * 1000:.3f}"
         deadline = Deadline.for_request(arrived, settings.request_timeout_ms, client_timeout)
         declared = sum(map(len, request.raw_input_contents)) or request.ByteSize()
-        with await core.admit(serving, loaded, declared_bytes=declared, deadline=deadline) as call:
+        with await core.admit(serving, loaded, declared_bytes=declared, deadline=deadline, state=state) as call:
             images = oip.read_input(input_tensors(request), max_images=settings.max_images_per_request)
             pixels = images.pixels
             if pixels is None:

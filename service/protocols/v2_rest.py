@@ -47,6 +47,7 @@ from service.serving import ServingState
 from service.tensors import kind
 
 PREFIX = "/v2"
+PROTOCOL = "v2_rest"  # its name in metrics and access lines
 HEADER_LENGTH = "inference-header-content-length"
 INFER_PATHS = ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer")
 ModelName = Annotated[str, Path(description="The model", max_length=256)]
@@ -134,9 +135,10 @@ class InferRequest:
 async def infer(request: Request) -> Response:
     """POST /v2/models/{model}[/versions/{version}]/infer: a plain Starlette route (it reads its body whatever the
     Content-Type says, or does not say); documented in service/openapi.py."""
+    scope = request.scope
+    scope["state"]["protocol"] = PROTOCOL
     serving = await get_serving(request)
     loaded = resolve(serving, request.path_params["model"], request.path_params.get("version"))
-    scope = request.scope
     settings = serving.settings
     deadline = Deadline.for_request(arrival_time(scope), settings.request_timeout_ms, client_timeout(scope))
     call = await core.admit(
@@ -145,6 +147,7 @@ async def infer(request: Request) -> Response:
         declared_bytes=declared_body_bytes(scope),
         deadline=deadline,
         is_disconnected=request.is_disconnected,
+        state=scope["state"],
     )
     with call:
         body = await request.body()
