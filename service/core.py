@@ -126,7 +126,7 @@ class Call:
         finally:
             seconds = self.stats.decode_seconds = time.perf_counter() - started
             if self.serving.metrics is not None:
-                self.serving.metrics.decode.observe(seconds)
+                self.serving.metrics.decoded(seconds)
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
         """(n, 28, 28) pixels, uint8 0-255 or float32 in [0, 1] → (n, 10) float32 probabilities."""

@@ -285,7 +285,7 @@ class Registry:
         if model is None:
             model = self.models[name] = ServedModel(name, self._policy_for(name))
             if self.metrics is not None:
-                self.metrics.load_failures.labels(name)  # its series exists, at 0, before any failure
+                self.metrics.seen_model(name)
         aspired = model.policy.select(folders)
         for version in sorted(aspired, reverse=True):  # the newest first: it is the one that will answer
             await self._load_if_needed(model, version, folders[version])
@@ -329,7 +329,7 @@ class Registry:
         status.loaded = LoadedVersion(loaded_model, runtime.name, batcher)
         status.state = VersionState.AVAILABLE
         if self.metrics is not None:
-            self.metrics.load_duration.labels(model.name).observe(time.perf_counter() - started)
+            self.metrics.loaded(model.name, time.perf_counter() - started)
         status.available_since = datetime.now(UTC)
         status.test_accuracy = loaded_model.card["evaluation"]["test_accuracy"]
         self._refresh_default()
@@ -348,7 +348,7 @@ class Registry:
         status.state = VersionState.FAILED
         status.error = problem
         if self.metrics is not None:
-            self.metrics.load_failures.labels(model.name).inc()
+            self.metrics.load_failed(model.name)
         serving = model.newest_available()
         if self._starting and serving is None and model.name == self.default_model:
             return  # start-up fails on it, and says why in its one line
