@@ -26,6 +26,11 @@ INPUT_SHAPE = (-1, 28, 28, 1)
 OUTPUT_NAME = "probabilities"
 OUTPUT_SHAPE = (-1, 10)
 METHOD_NAME = "tensorflow/serving/predict"
+# A second signature: the same input, and each convolution's and pooling's output by layer name (the card lists
+# them under `feature_maps`). Versions exported before it have none.
+FEATURE_MAPS_SIGNATURE = "feature_maps"
+# The serving signature as a LiteRT (TFLite) model, checked against the SavedModel at export (the card's `litert`).
+LITERT_PATH = Path(EXTRA_FOLDER) / "model.tflite"
 
 
 def version_number(name: str) -> int | None:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
@@ -45,16 +44,9 @@ from service.repository import (
     read_version,
     scan_versions,
 )
+from service.runtimes import Runtime
 
 logger = logging.getLogger("service.registry")
-
-
-class Runtime(Protocol):
-    name: str
-
-    def classify(self, images: Any) -> Any: ...
-
-    def warm_up(self) -> None: ...
 
 
 LoadRuntime = Callable[[ModelVersion], Runtime]

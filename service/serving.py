@@ -23,8 +23,9 @@ from service.config import Settings
 from service.decoding import DecodePool
 from service.errors import ServiceError
 from service.metrics import Metrics, Snapshot
-from service.registry import LoadedVersion, LoadRuntime, Registry, Runtime, VersionState
+from service.registry import LoadedVersion, LoadRuntime, Registry, VersionState
 from service.repository import ModelLoadError, ModelVersion, find_version
+from service.runtimes import Runtime, RuntimeOptions, load_runtime
 
 logger = logging.getLogger("service.serving")
 
@@ -70,12 +71,11 @@ class ServingState:
 
 
 def load_runtime_for(settings: Settings) -> LoadRuntime:
-    """How the registry loads a version: the runtime the settings ask for (TensorFlow is imported here, at
-    start-up, never at import time)."""
-    from service.runtime import load_runtime
+    """How the registry loads a version: the runtime the settings name (service/runtimes/)."""
+    options = RuntimeOptions(threads=settings.inference_threads, max_batch_size=settings.max_batch_size)
 
     def load(model: ModelVersion) -> Runtime:
-        return load_runtime(model, settings)
+        return load_runtime(model, settings.runtime, options)
 
     return load
 

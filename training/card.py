@@ -95,6 +95,15 @@ class Evaluation(_Strict):
     )
 
 
+class LiteRT(_Strict):
+    """The LiteRT (TFLite) copy of the SavedModel's serving signature, in assets.extra/, checked at export."""
+
+    file: str = Field(description="Its path inside the version folder.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    max_difference: float = Field(ge=0, description="Largest probability difference from the SavedModel.")
+    checked_images: int = Field(ge=1, description="Test images both gave the same digits for.")
+
+
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -105,6 +114,15 @@ class ModelCard(_Strict):
     training: Training
     data: Data
     evaluation: Evaluation
+    exported_from: int | None = Field(
+        None, ge=1, description="The version whose weights this one re-exports (same weights, new files)."
+    )
+    litert: LiteRT | None = Field(None, description="The LiteRT model, when the export wrote one.")
+    feature_maps: list[str] | None = Field(
+        None,
+        description="The layers the SavedModel's `feature_maps` signature returns, in order (convolutions and "
+        "pooling), when it has one.",
+    )
 
 
 def json_schema() -> dict[str, Any]:

@@ -6,6 +6,7 @@ so an interrupted or failed run never leaves a version that a server could load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,14 +21,19 @@ import tensorflow as tf
 from models.contract import (
     CARD_FILE,
     EXTRA_FOLDER,
+    FEATURE_MAPS_SIGNATURE,
     INPUT_NAME,
+    LITERT_PATH,
     OUTPUT_NAME,
     SIGNATURE_NAME,
     TEMPORARY_PREFIX,
     version_numbers,
 )
-from training.card import ModelCard
+from training.card import LiteRT, ModelCard
 from training.plots import write_confusion_matrix, write_report, write_training_curves
+
+# The LiteRT model is checked against the SavedModel in batches this large.
+LITERT_CHECK_BATCH = 256
 
 
 class ExportError(Exception):
@@ -51,13 +57,17 @@ def export_version(
     card: ModelCard,
     model_folder: Path,
     *,
+    test_images: np.ndarray,
     force: bool = False,
     before_publish: Callable[[Path], None] | None = None,
+    to_litert: Callable[[Path], bytes] | None = None,
 ) -> Path:
-    """Write the SavedModel, the Keras file, the card and its plots, then publish them as version `card.version`.
+    """Write the SavedModel (with its `feature_maps` signature), its LiteRT copy (checked against it on
+    `test_images`, uint8 (n, 28, 28)), the Keras file, the card and its plots, then publish them as version
+    `card.version`.
 
     `before_publish` is called on the complete temporary folder just before the rename (tests use it to fail
-    an export midway).
+    an export midway); `to_litert` converts a SavedModel folder to a LiteRT flatbuffer (tests pass a wrong one).
     """
     model_folder.mkdir(parents=True, exist_ok=True)
     final = model_folder / str(card.version)
@@ -66,10 +76,12 @@ def export_version(
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{card.version}-", dir=model_folder))
     staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; servers running as other users read it.
     try:
-        write_saved_model(model, staging)
-        check_saved_model(model, staging)
+        layers = write_saved_model(model, staging)
+        check_saved_model(model, staging, layers)
         extra = staging / EXTRA_FOLDER
         extra.mkdir()
+        litert = write_litert(staging, test_images, to_litert or convert_to_litert)
+        card = card.model_copy(update={"litert": litert, "feature_maps": layers})
         model.save(extra / "model.keras")
         (extra / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
         write_training_curves(card, extra / "training_curves.png")
@@ -84,32 +96,110 @@ def export_version(
     return final
 
 
-def write_saved_model(model: keras.Model, folder: Path) -> None:
-    """A SavedModel whose `serving_default` maps `image` [-1,28,28,1] float32 to `probabilities` [-1,10]."""
+def feature_map_layers(model: keras.Model) -> list[str]:
+    """The layers whose outputs are feature maps: the convolutions and the poolings, in order."""
+    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.MaxPooling2D)]
+
+
+def write_saved_model(model: keras.Model, folder: Path) -> list[str]:
+    """A SavedModel whose `serving_default` maps `image` [-1,28,28,1] float32 to `probabilities` [-1,10], and
+    whose `feature_maps` signature maps the same input to each convolution's and pooling's output, by layer name
+    (TF Serving and the service both serve several signatures). Returns those layer names."""
     archive = keras.export.ExportArchive()
     archive.track(model)
+    layers = feature_map_layers(model)
+    maps = keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
+    archive.track(maps)
+    image_spec = [tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name=INPUT_NAME)]
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: model(image, training=False)}
 
-    archive.add_endpoint(
-        name=SIGNATURE_NAME,
-        fn=serve,
-        input_signature=[tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name=INPUT_NAME)],
-    )
+    def feature_maps(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return dict(zip(layers, maps(image, training=False), strict=True))
+
+    archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=image_spec)
+    archive.add_endpoint(name=FEATURE_MAPS_SIGNATURE, fn=feature_maps, input_signature=image_spec)
     archive.write_out(str(folder), verbose=False)
+    return layers
 
 
-def check_saved_model(model: keras.Model, folder: Path, tolerance: float = 1e-5) -> None:
-    """Reload the SavedModel as a server would and check it gives the Keras model's probabilities."""
+def check_saved_model(model: keras.Model, folder: Path, layers: list[str], tolerance: float = 1e-5) -> None:
+    """Reload the SavedModel as a server would and check it gives the Keras model's probabilities, and each
+    layer's output under `feature_maps`."""
     loaded = tf.saved_model.load(str(folder))
-    signature = loaded.signatures[SIGNATURE_NAME]
     probe = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
-    served = signature(**{INPUT_NAME: tf.constant(probe)})[OUTPUT_NAME].numpy()
+    served = loaded.signatures[SIGNATURE_NAME](**{INPUT_NAME: tf.constant(probe)})[OUTPUT_NAME].numpy()
     expected = keras.ops.convert_to_numpy(model(probe, training=False))
     difference = float(np.max(np.abs(served - expected)))
     if difference > tolerance:
         raise ExportError(f"the exported SavedModel disagrees with the Keras model by {difference:.2e}")
+    maps = loaded.signatures[FEATURE_MAPS_SIGNATURE](**{INPUT_NAME: tf.constant(probe)})
+    if sorted(maps) != sorted(layers):
+        raise ExportError(f"the feature_maps signature returns {sorted(maps)}; expected {sorted(layers)}")
+    for name in layers:
+        shape = model.get_layer(name).output.shape
+        if list(maps[name].shape[1:]) != list(shape[1:]):
+            raise ExportError(f"feature map {name} has shape {maps[name].shape}; the layer's is {shape}")
+
+
+def convert_to_litert(saved_model_folder: Path) -> bytes:
+    """The SavedModel's serving signature as a LiteRT (TFLite) flatbuffer."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_folder), signature_keys=[SIGNATURE_NAME])
+    return bytes(converter.convert())
+
+
+def write_litert(
+    folder: Path, test_images: np.ndarray, to_litert: Callable[[Path], bytes], tolerance: float = 1e-5
+) -> LiteRT:
+    """Convert the SavedModel in `folder` to LiteRT and keep it only if it agrees with the SavedModel on every
+    test image: probabilities within `tolerance`, the same digit. ExportError otherwise."""
+    flatbuffer = to_litert(folder)
+    signature = tf.saved_model.load(str(folder)).signatures[SIGNATURE_NAME]
+    run = litert_runner(flatbuffer)
+    pixels = (test_images.astype(np.float32) / 255)[..., np.newaxis]
+    difference = 0.0
+    for start in range(0, len(pixels), LITERT_CHECK_BATCH):
+        batch = pixels[start : start + LITERT_CHECK_BATCH]
+        expected = signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
+        converted = run(batch)
+        difference = max(difference, float(np.max(np.abs(expected - converted))))
+        disagreeing = int(np.count_nonzero(expected.argmax(axis=1) != converted.argmax(axis=1)))
+        if disagreeing or difference > tolerance:
+            raise ExportError(
+                f"the LiteRT model disagrees with the SavedModel (max difference {difference:.1e}, "
+                f"{disagreeing} different digits in test images {start}-{start + len(batch) - 1}); not exported"
+            )
+    path = folder / LITERT_PATH
+    path.write_bytes(flatbuffer)
+    return LiteRT(
+        file=str(LITERT_PATH),
+        sha256=hashlib.sha256(flatbuffer).hexdigest(),
+        max_difference=difference,
+        checked_images=len(pixels),
+    )
+
+
+def litert_runner(flatbuffer: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running the flatbuffer's serving signature on a float32 batch of any size."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # TensorFlow's own interpreter does the same
+        Interpreter = tf.lite.Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    runner = interpreter.get_signature_runner(SIGNATURE_NAME)
+    input_index = runner.get_input_details()[INPUT_NAME]["index"]
+    sizes: dict[str, int] = {"batch": 0}
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if sizes["batch"] != len(batch):
+            interpreter.resize_tensor_input(input_index, list(batch.shape), strict=False)
+            interpreter.allocate_tensors()
+            sizes["batch"] = len(batch)
+        return np.asarray(interpreter.get_signature_runner(SIGNATURE_NAME)(**{INPUT_NAME: batch})[OUTPUT_NAME])
+
+    return run
 
 
 def _publish(staging: Path, final: Path) -> None:

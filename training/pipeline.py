@@ -70,7 +70,7 @@ def run_training(
         ),
         evaluation=evaluation,
     )
-    final = export_version(result.model, card, model_folder, force=force)
+    final = export_version(result.model, card, model_folder, test_images=data.x_test, force=force)
     write_json_schema(model_folder.parent / "model_card.schema.json")
     return final
 

@@ -52,7 +52,7 @@ def test_api_not_ready_answers_503_in_the_envelope(tiny_model_repository: Path) 
 def test_api_fault_of_ours_is_a_500_envelope_and_a_logged_traceback(
     tiny_model_repository: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from service import runtime
+    from service.runtimes import savedmodel as runtime
 
     working = runtime.SavedModelRuntime.classify
 
@@ -89,7 +89,7 @@ def test_api_fault_of_ours_does_not_escape_the_app(
 ) -> None:
     """An exception that escaped the app made uvicorn drop the keep-alive connection without saying so; the app
     now answers it itself, so the connection stays usable."""
-    from service import runtime
+    from service.runtimes import savedmodel as runtime
 
     working = runtime.SavedModelRuntime.classify
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,7 +16,19 @@ import tensorflow as tf
 
 from tests.conftest import REPOSITORY_ROOT, quiet_tensorflow_environment
 from training.card import json_schema
-from training.export import ExportError, choose_version, export_version, read_card
+from training.export import (
+    ExportError,
+    choose_version,
+    convert_to_litert,
+    export_version,
+    litert_runner,
+    read_card,
+    write_saved_model,
+)
+from training.model import build_model
+
+# Test images for the LiteRT check of exports made in these tests (the tiny model's run checked its own).
+TEST_IMAGES = np.random.default_rng(5).integers(0, 256, size=(64, 28, 28), dtype=np.uint8)
 
 
 def test_tiny_run_exports_a_servable_savedmodel(tiny_model_repository: Path, mnist_sample: dict) -> None:
@@ -63,7 +76,7 @@ def test_export_failing_midway_leaves_no_version(tiny_model_repository: Path, tm
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        export_version(model, card, model_folder, before_publish=interrupt)
+        export_version(model, card, model_folder, test_images=TEST_IMAGES, before_publish=interrupt)
     assert list(model_folder.iterdir()) == []
 
 
@@ -85,8 +98,8 @@ def test_export_with_force_replaces_an_existing_version(tiny_model_repository: P
     (model_folder / "1").mkdir(parents=True)
     (model_folder / "1" / "stale.txt").write_text("old")
     with pytest.raises(ExportError, match="already exists"):
-        export_version(model, card, model_folder)
-    final = export_version(model, card, model_folder, force=True)
+        export_version(model, card, model_folder, test_images=TEST_IMAGES)
+    final = export_version(model, card, model_folder, test_images=TEST_IMAGES, force=True)
     assert (final / "saved_model.pb").exists() and not (final / "stale.txt").exists()
     assert sorted(entry.name for entry in model_folder.iterdir()) == ["1"]
 
@@ -127,3 +140,68 @@ def test_cli_same_seed_repeats_the_run(tmp_path: Path, mnist_npz: Path) -> None:
     assert first.training.history[0].loss == second.training.history[0].loss
     assert first.evaluation.confusion_matrix == second.evaluation.confusion_matrix
     assert first.evaluation.test_loss == second.evaluation.test_loss
+
+
+def test_tiny_run_exports_a_litert_model_that_agrees_with_the_savedmodel(
+    tiny_model_repository: Path, mnist_sample: dict
+) -> None:
+    version = tiny_model_repository / "tiny" / "1"
+    card = read_card(version)
+    assert card.litert is not None and card.litert.checked_images == 500
+    flatbuffer = (version / card.litert.file).read_bytes()
+    assert hashlib.sha256(flatbuffer).hexdigest() == card.litert.sha256
+    images = (mnist_sample["x_test"][:40].astype("float32") / 255)[..., np.newaxis]
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](image=tf.constant(images))
+    np.testing.assert_allclose(litert_runner(flatbuffer)(images), served["probabilities"].numpy(), atol=1e-5)
+
+
+def test_tiny_run_exports_the_feature_maps_signature(tiny_model_repository: Path) -> None:
+    version = tiny_model_repository / "tiny" / "1"
+    card = read_card(version)
+    assert card.feature_maps == ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "conv2d_2"]
+    maps = tf.saved_model.load(str(version)).signatures["feature_maps"](image=tf.zeros((2, 28, 28, 1)))
+    shapes = {name: tensor.shape.as_list() for name, tensor in maps.items()}
+    assert shapes == {
+        "conv2d": [2, 26, 26, 32],
+        "max_pooling2d": [2, 13, 13, 32],
+        "conv2d_1": [2, 11, 11, 64],
+        "max_pooling2d_1": [2, 5, 5, 64],
+        "conv2d_2": [2, 3, 3, 64],
+    }
+
+
+def test_export_refuses_a_litert_model_that_disagrees_with_its_savedmodel(
+    tiny_model_repository: Path, tmp_path: Path
+) -> None:
+    card = read_card(tiny_model_repository / "tiny" / "1")
+    model = keras.models.load_model(tiny_model_repository / "tiny" / "1" / "assets.extra" / "model.keras")
+    stranger = tmp_path / "stranger"
+    stranger_model = build_model("convnet")  # untrained: other weights, other answers
+    write_saved_model(stranger_model, stranger)
+
+    def wrong_conversion(_: Path) -> bytes:
+        return convert_to_litert(stranger)
+
+    with pytest.raises(ExportError, match="LiteRT model disagrees with the SavedModel"):
+        export_version(model, card, tmp_path / "tiny", test_images=TEST_IMAGES, to_litert=wrong_conversion)
+    assert not any((tmp_path / "tiny").iterdir()), "nothing is published"
+
+
+def test_reexport_publishes_the_same_weights_as_the_next_version(
+    tiny_model_repository: Path, tmp_path: Path, mnist_npz: Path
+) -> None:
+    import shutil
+
+    repository = tmp_path / "repository"
+    shutil.copytree(tiny_model_repository, repository)
+    completed = subprocess.run(
+        [sys.executable, "-m", "training.reexport", str(repository / "tiny" / "1"), "--data", str(mnist_npz)],
+        capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    old, new = read_card(repository / "tiny" / "1"), read_card(repository / "tiny" / "2")
+    assert new.version == 2 and new.exported_from == 1 and new.litert is not None
+    assert new.evaluation.test_accuracy == pytest.approx(old.evaluation.test_accuracy, abs=1e-6)
+    assert new.training == old.training and new.architecture == old.architecture
+    jsonschema.validate(json.loads((repository / "tiny" / "2" / "assets.extra" / "model_card.json").read_text()),
+                        json_schema())  # fmt: skip

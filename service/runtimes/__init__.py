@@ -1,0 +1,83 @@
+"""What runs a model version: a small contract, and one module per runtime, so that adding a runtime is adding a
+file. Choosing one is a lookup by name (DIGIT_SERVE_RUNTIME).
+
+- savedmodel.py: the SavedModel's signature, through TensorFlow (the only module of the service that imports it);
+- litert.py: the LiteRT model the export wrote beside the SavedModel, through ai-edge-litert, without TensorFlow
+  (older versions without that file are converted at load, which needs TensorFlow).
+
+A runtime reads float32 pixels in [0, 1], (n, 28, 28), the signature's own input (service/core.py scales uint8
+pixels; the TF Serving and Open Inference protocols send floats), and answers (n, 10) float32 probabilities.
+Feature maps (/predict?include=feature_maps) are optional: a runtime that cannot produce them says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from service.repository import ModelVersion
+
+RUNTIMES = ("savedmodel", "litert")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int = 1  # intra-op threads (0: the library decides)
+    max_batch_size: int = 64  # the largest batch the batcher hands over
+
+
+class Runtime(Protocol):
+    name: str
+
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 (n, 28, 28) pixels in [0, 1] → float32 (n, 10) probabilities; any n."""
+        ...
+
+    def warm_up(self) -> None:
+        """Run every batch size the batcher will use once, before the version serves."""
+        ...
+
+
+def load_runtime(model: ModelVersion, name: str, options: RuntimeOptions) -> Runtime:
+    """The named runtime, loaded and checked against the contract (ModelLoadError if it cannot serve `model`).
+    Imported on demand: the SavedModel runtime imports TensorFlow, which a slim image does not have."""
+    if name == "savedmodel":
+        from service.runtimes.savedmodel import SavedModelRuntime
+
+        return SavedModelRuntime(model, options)
+    if name == "litert":
+        from service.runtimes.litert import load_litert
+
+        return load_litert(model, options)
+    raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def padded_batch_sizes(largest: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, 24, ...: powers of two and one and a half times them, up to `largest`."""
+    sizes = {largest}
+    power = 1
+    while power <= largest:
+        sizes.update(size for size in (power, power * 3 // 2) if 0 < size <= largest)
+        power *= 2
+    return sorted(sizes)
+
+
+def powers_of_two_up_to(limit: int) -> list[int]:
+    sizes = [1]
+    while sizes[-1] * 2 <= limit:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
+def decompose(count: int, largest: int) -> list[int]:
+    """count as a sum of powers of two, the largest first: 37 → [32, 4, 1]; 130 with largest 64 → [64, 64, 2]."""
+    sizes = []
+    while count:
+        size = largest
+        while size > count:
+            size //= 2
+        sizes.append(size)
+        count -= size
+    return sizes
