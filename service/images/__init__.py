@@ -1,4 +1,4 @@
-"""Uploaded image files in, one 28x28 MNIST digit out (Pillow and numpy only, no TensorFlow).
+"""Uploaded image files in, one 28x28 MNIST digit out (Pillow, numpy and OpenCV, no TensorFlow).
 
 A request walks two steps:
 
@@ -15,12 +15,14 @@ A request walks two steps:
    `image_as_is` is the other path, for clients that already send MNIST pixels (`?preprocess=none`).
 
 The steps live in the modules of this package, in the order a request meets them: decode, grey, ink, pieces,
-strokes. The numbers behind the design (stroke widths, thresholds, timings) are measured by
-`bench/preprocess_eval.py`.
+strokes. Pillow decodes (its format, header and bomb checks are in decode.py; OpenCV decodes nothing), and
+OpenCV's native code does the image operations: connected components, morphology, blurs and resizing. The
+numbers behind the design (stroke widths, thresholds, timings) are measured by `bench/preprocess_eval.py`.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -35,6 +37,10 @@ from service.images.decode import (
     open_image,
     pillow_failures_as_domain_errors,
 )
+
+# Each image is a few hundred thousand pixels at most, and the server already runs images side by side in its
+# decode lanes: OpenCV's own thread pool would only compete with them for the cores.
+cv2.setNumThreads(1)
 
 __all__ = [
     "SUPPORTED_FORMATS",

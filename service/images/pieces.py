@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -34,11 +35,13 @@ def digit_mask(ink_mask: BoolArray) -> BoolArray:
     strokes broken by a pixel or two.
     """
     cell = math.ceil(max(ink_mask.shape) / COMPONENT_GRID_SIDE)
-    ink_per_cell = cell_sums(ink_mask, cell)
-    labels, count = connected_components(ink_per_cell > 0)
+    ink_per_cell = cell_sums(ink_mask, cell) if cell > 1 else ink_mask.astype(np.float32)
+    labels, count, boxes = components_and_boxes(ink_per_cell > 0)
     areas = np.bincount(labels.ravel(), weights=ink_per_cell.ravel(), minlength=count + 1).astype(np.float64)
-    kept = _pieces_to_keep(labels, areas, count, ink_mask.size)
-    kept_cells = np.isin(labels, np.flatnonzero(kept))
+    kept = _pieces_to_keep(labels, areas, count, ink_mask.size, boxes)
+    kept_cells = kept[labels]
+    if cell == 1:
+        return ink_mask & kept_cells
     kept_pixels = np.repeat(np.repeat(kept_cells, cell, axis=0), cell, axis=1)
     return ink_mask & kept_pixels[: ink_mask.shape[0], : ink_mask.shape[1]]
 
@@ -53,66 +56,24 @@ def cell_sums(mask: BoolArray, cell: int) -> FloatArray:
     return sum((row_sums[:, offset::cell] for offset in range(1, cell)), start=row_sums[:, 0::cell].copy())
 
 
-class _DisjointSets:
-    """Union-find over the integers 0..size-1, with path halving."""
-
-    def __init__(self, size: int) -> None:
-        self.parents = list(range(size))
-
-    def find(self, item: int) -> int:
-        parents = self.parents
-        while parents[item] != item:
-            parents[item] = parents[parents[item]]
-            item = parents[item]
-        return item
-
-    def union(self, first: int, second: int) -> None:
-        self.parents[self.find(first)] = self.find(second)
+def components_and_boxes(mask: BoolArray) -> tuple[IntArray, int, IntArray]:
+    """8-connected components, their count, and per label (0 included) its box: first row, first column, last
+    row, last column."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    left, top, width, height = (stats[:, index].astype(np.int64) for index in range(4))
+    boxes = np.stack([top, left, top + height - 1, left + width - 1], axis=1)
+    return labels, count - 1, boxes
 
 
-def connected_components(mask: BoolArray) -> tuple[IntArray, int]:
-    """8-connected components labelled 1..count (0 is background), by union-find over horizontal runs of ink."""
-    height, width = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    run_rows, run_starts = np.nonzero(edges == 1)
-    run_ends = np.nonzero(edges == -1)[1]
-    row_bounds = np.searchsorted(run_rows, np.arange(height + 1)).tolist()
-    starts, ends = run_starts.tolist(), run_ends.tolist()
-    runs = _DisjointSets(len(starts))
-    for row in range(1, height):
-        _join_touching_runs(
-            range(row_bounds[row - 1], row_bounds[row]), range(row_bounds[row], row_bounds[row + 1]), starts, ends, runs
-        )
-    roots = np.array([runs.find(run) for run in range(len(starts))], dtype=np.int64)
-    unique_roots, run_labels = np.unique(roots, return_inverse=True)
-    lengths = run_ends - run_starts
-    # The flat index of every inked pixel, run by run: each run's first pixel, then steps of one.
-    first_pixels = np.repeat(run_rows * width + run_starts - np.cumsum(lengths) + lengths, lengths)
-    labels = np.zeros(height * width, dtype=np.int64)
-    labels[first_pixels + np.arange(int(lengths.sum()))] = np.repeat(run_labels + 1, lengths)
-    return labels.reshape(height, width), len(unique_roots)
-
-
-def _join_touching_runs(upper: range, lower: range, starts: list[int], ends: list[int], runs: _DisjointSets) -> None:
-    """Unite the runs of two adjacent rows that touch, diagonally included (a run covers [start, end))."""
-    upper_index, lower_index = upper.start, lower.start
-    while upper_index < upper.stop and lower_index < lower.stop:
-        if starts[upper_index] <= ends[lower_index] and starts[lower_index] <= ends[upper_index]:
-            runs.union(upper_index, lower_index)
-        if ends[upper_index] < ends[lower_index]:
-            upper_index += 1
-        else:
-            lower_index += 1
-
-
-def _pieces_to_keep(labels: IntArray, areas: npt.NDArray[np.float64], count: int, image_pixels: int) -> BoolArray:
+def _pieces_to_keep(
+    labels: IntArray, areas: npt.NDArray[np.float64], count: int, image_pixels: int, boxes: IntArray
+) -> BoolArray:
     """Which components (by label) are the digit.
 
     Edge clutter (lines and frames along the border) and boxes drawn around the digit are dropped if anything
     else is large enough to be a digit; the largest remaining piece is the digit's main piece; other pieces stay
     if they are not specks (relative to the main piece) and lie near it.
     """
-    boxes = bounding_boxes(labels, count)
     clutter = _edge_clutter(labels, areas, count) | _enclosing_frames(boxes, areas)
     candidates = np.ones(count + 1, dtype=np.bool_)
     candidates[0] = False
@@ -143,19 +104,6 @@ def _enclosing_frames(boxes: IntArray, areas: npt.NDArray[np.float64]) -> BoolAr
         inside[0] = False
         frames[label] = bool(inside.any())
     return frames
-
-
-def bounding_boxes(labels: IntArray, count: int) -> IntArray:
-    """Per label: (first row, first column, last row, last column)."""
-    rows, columns = np.nonzero(labels)
-    owners = labels[rows, columns]
-    boxes = np.zeros((count + 1, 4), dtype=np.int64)
-    boxes[:, :2] = np.iinfo(np.int64).max
-    np.minimum.at(boxes[:, 0], owners, rows)
-    np.minimum.at(boxes[:, 1], owners, columns)
-    np.maximum.at(boxes[:, 2], owners, rows)
-    np.maximum.at(boxes[:, 3], owners, columns)
-    return boxes
 
 
 def _box_gaps(boxes: IntArray, reference: IntArray) -> IntArray:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
 from service.errors import BlankImage
-from service.images.arrays import ArrayT, BoolArray, FloatArray
+from service.images.arrays import BoolArray, FloatArray
 from service.images.pieces import cell_sums
 
 # MNIST's geometry: the digit's longer side is 20 px, in a 28x28 frame, its centre of mass at pixel (14, 14)
@@ -32,11 +33,14 @@ MNIST_STROKE_WIDTH = 9.9
 THINNEST_STROKE_WIDTH = 7.5
 THICKEST_STROKE_WIDTH = 16.0
 THINNED_STROKE_WIDTH = 12.0
+# A step of dilation or erosion: the 3x3 square, or the 5-pixel cross.
+SQUARE = np.ones((3, 3), dtype=np.uint8)
+CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def digit_crop(ink: FloatArray, digit_mask: BoolArray) -> FloatArray:
     """The ink within the digit's bounding box, with everything not near a kept piece of ink erased."""
-    near_digit = _neighbourhood_extreme(digit_mask, np.maximum, square=True)
+    near_digit = cv2.dilate(digit_mask.astype(np.uint8), SQUARE, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     rows = np.flatnonzero(near_digit.any(axis=1))
     columns = np.flatnonzero(near_digit.any(axis=0))
     window = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
@@ -57,10 +61,10 @@ def binary_strokes(crop: FloatArray, threshold: float) -> FloatArray:
     if longer < CANONICAL_SIDE:
         scale = CANONICAL_SIDE / longer
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        enlarged = np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR)) >= threshold
+        enlarged = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR) >= threshold
         if not enlarged.any():
             # Isolated pixels just above the threshold can fall below it when interpolated: keep them blocky.
-            enlarged = np.asarray(Image.fromarray(strokes).resize(size, Image.Resampling.NEAREST), dtype=np.bool_)
+            enlarged = cv2.resize(strokes.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
         strokes = enlarged
     elif longer > LARGEST_STROKE_SIDE:
         strokes = cell_sums(strokes, math.ceil(longer / LARGEST_STROKE_SIDE)) > 0
@@ -131,27 +135,16 @@ def _dilated(strokes: FloatArray, steps: int) -> FloatArray:
     """Grow the strokes by `steps` pixels on each side, alternating square and cross steps (an octagon)."""
     grown = np.pad(strokes, steps)
     for step in range(steps):
-        grown = _neighbourhood_extreme(grown, np.maximum, square=step % 2 == 0)
+        grown = cv2.dilate(grown, SQUARE if step % 2 == 0 else CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return grown
 
 
 def _eroded(strokes: FloatArray, steps: int) -> FloatArray:
+    """Shrink the strokes by `steps` pixels on each side; outside the image is background."""
     shrunk = strokes
     for step in range(steps):
-        shrunk = _neighbourhood_extreme(shrunk, np.minimum, square=step % 2 == 0)
+        shrunk = cv2.erode(shrunk, SQUARE if step % 2 == 0 else CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return shrunk
-
-
-def _neighbourhood_extreme(values: ArrayT, extreme: np.ufunc, *, square: bool) -> ArrayT:
-    """Maximum or minimum over each pixel's 3x3 square or 5-pixel cross; outside the image is background (0)."""
-    padded = np.pad(values, 1)
-    centre = padded[1:-1, 1:-1]
-    horizontal = extreme(extreme(padded[1:-1, :-2], centre), padded[1:-1, 2:])
-    if square:
-        padded_rows = np.pad(horizontal, ((1, 1), (0, 0)))
-        return extreme(extreme(padded_rows[:-2], horizontal), padded_rows[2:])
-    vertical = extreme(padded[:-2, 1:-1], padded[2:, 1:-1])
-    return extreme(horizontal, vertical)
 
 
 def centred_in_mnist_frame(strokes: FloatArray) -> npt.NDArray[np.uint8]:
