@@ -34,7 +34,7 @@ class ScenarioSpec:
     server: str
     description: str
     path: str
-    # A key of bench.payloads.build_payloads(): json, png-multipart, json-batch64 or json-batch256.
+    # A key of bench.payloads.build_payloads(): json, png-multipart, canvas-data-url, json-batch64, json-batch256, ...
     payload: str
     # The connection counts this scenario runs at; None: the run's --concurrency levels.
     concurrency_levels: tuple[int, ...] | None = None
@@ -147,6 +147,13 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
     ScenarioSpec("floor", "floor", "framework floor, one 28x28 JSON image", "/predict", "json"),
     ScenarioSpec("service-json", "service", "digit-serve, one 28x28 JSON image", "/predict", "json"),
     ScenarioSpec("service-png", "service", "digit-serve, one PNG upload (multipart)", "/predict", "png-multipart"),
+    ScenarioSpec(
+        "service-canvas",
+        "service",
+        "digit-serve, a 280x280 RGBA canvas PNG as a data: URL in JSON, as a browser sends it",
+        "/predict",
+        "canvas-data-url",
+    ),
     ScenarioSpec("service-batch64", "service", "digit-serve, batches of 64 JSON images", "/predict", "json-batch64"),
     ScenarioSpec(
         "service-overload",

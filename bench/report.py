@@ -20,6 +20,10 @@ SERVICE_SERVER = "service"
 V2_BINARY_BATCH_SCENARIO = "v2-binary-batch64"
 GRPC_SINGLE_SCENARIO = "grpc"
 NO_METRICS_SCENARIO = "nometrics-json"
+SERVICE_PNG_SCENARIO = "service-png"
+SERVICE_CANVAS_SCENARIO = "service-canvas"
+LITERT_SINGLE_SCENARIO = "litert-json"
+LITERT_BATCH_SCENARIO = "litert-batch64"
 # The overload target compares goodput at these two levels: the service's own, and sixteen times as many clients.
 OVERLOAD_LOW, OVERLOAD_HIGH = 4, 64
 # "Not slower than the baseline": new / base goodput of every twin pair at every level at least this.
@@ -190,6 +194,38 @@ def evaluate_targets(results: dict[str, Any], ratios: dict[str, Any]) -> list[di
             ratio(grpc_at_64 and grpc_at_64["images_per_second"], single_at_64 and single_at_64["images_per_second"]),
             0.8,
             "x",
+        ),
+    ]
+    png_at_64 = run_at(results, SERVICE_PNG_SCENARIO, 64)
+    canvas_at_64 = run_at(results, SERVICE_CANVAS_SCENARIO, 64)
+    targets += [
+        at_least(
+            "one 140x140 PNG upload: req/s at c=64",
+            "≥ 1,600",
+            png_at_64 and png_at_64["images_per_second"],
+            1_600,
+            "req/s",
+        ),
+        at_least(
+            "one 280x280 RGBA canvas as a data: URL: req/s at c=64",
+            "≥ 1,200",
+            canvas_at_64 and canvas_at_64["images_per_second"],
+            1_200,
+            "req/s",
+        ),
+        at_least(
+            "LiteRT single-image JSON req/s at c=64 over the floor's",
+            "≥ 1.2×",
+            ratios.get(LITERT_SINGLE_SCENARIO, {}).get("64", {}).get("vs_floor"),
+            1.2,
+            "x",
+        ),
+        at_least(
+            "LiteRT batches of 64: images/s (best concurrency)",
+            "≥ 20,000",
+            best_images_per_second(results, LITERT_BATCH_SCENARIO),
+            20_000,
+            "images/s",
         ),
     ]
     if results.get("baseline"):

@@ -236,7 +236,8 @@ def _noise_deviation(values: FloatArray) -> float:
 
 def _otsu_threshold(ink: FloatArray) -> float:
     """Otsu's (1979) level in 0-1 that best separates two classes of pixels, on a 256-bin histogram."""
-    counts = np.bincount(np.clip(ink * 255, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
+    levels_8_bit = np.clip(ink * np.float32(255), 0, 255).astype(np.uint8)  # truncated: bin k holds [k, k+1)/255
+    counts = cv2.calcHist([levels_8_bit], [0], None, [256], [0, 256]).ravel().astype(np.float64)
     levels = np.arange(256, dtype=np.float64)
     below = np.cumsum(counts)
     above = below[-1] - below

@@ -72,7 +72,7 @@ def test_bench_smoke_results_have_the_expected_structure(results: dict[str, Any]
     assert [scenario["name"] for scenario in results["scenarios"]] == ["floor", "service-json"]
     assert {server["name"] for server in results["servers"]} == {"floor", "service"}
     assert set(results["ratios"]) == {"floor", "service-json"}
-    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 10
+    assert [set(target) for target in results["targets"]] == [{"name", "goal", "measured", "unit", "met"}] * 14
     assert results["baseline"] is None
 
 
@@ -176,6 +176,20 @@ def test_targets_include_the_overload_goodput_and_the_baseline() -> None:
     slowest = targets["no scenario slower than the baseline by more than 5%"]
     assert slowest["measured"] == pytest.approx(0.8)
     assert slowest["met"] is False
+
+
+def test_targets_of_the_image_paths_read_their_own_scenarios_at_64_clients() -> None:
+    results = synthetic_results()
+    results["scenarios"] += [
+        synthetic_scenario("service-png", "service", [synthetic_run(8, 5_000.0), synthetic_run(64, 1_700.0)]),
+        synthetic_scenario("service-canvas", "service", [synthetic_run(64, 900.0)]),
+    ]
+    targets = {target["name"]: target for target in evaluate_targets(results, {})}
+    png = targets["one 140x140 PNG upload: req/s at c=64"]
+    canvas = targets["one 280x280 RGBA canvas as a data: URL: req/s at c=64"]
+    assert (png["measured"], png["met"]) == (pytest.approx(1_700.0), True)
+    assert (canvas["measured"], canvas["met"]) == (pytest.approx(900.0), False)
+    assert targets["LiteRT batches of 64: images/s (best concurrency)"]["met"] is None  # not run: no verdict
 
 
 def test_expected_refusals_are_shown_apart_and_do_not_count_as_failures() -> None:
