@@ -91,11 +91,19 @@ SERVERS: dict[str, ServerSpec] = {
     ),
     "service-litert": ServerSpec(
         name="service-litert",
-        description="digit-serve with DIGIT_SERVE_RUNTIME=litert (converted from the SavedModel at start-up)",
+        description="digit-serve with DIGIT_SERVE_RUNTIME=litert (the version's exported LiteRT model)",
         command=SERVICE_COMMAND,
         ready_path="/health/ready",
         required_file="service/__main__.py",
         environment={"DIGIT_SERVE_RUNTIME": "litert", **SERVICE_ENVIRONMENT},
+    ),
+    "service-onnx": ServerSpec(
+        name="service-onnx",
+        description="digit-serve with DIGIT_SERVE_RUNTIME=onnx (the version's exported ONNX model)",
+        command=SERVICE_COMMAND,
+        ready_path="/health/ready",
+        required_file="service/runtimes/onnx.py",
+        environment={"DIGIT_SERVE_RUNTIME": "onnx", **SERVICE_ENVIRONMENT},
     ),
     "service-nometrics": ServerSpec(
         name="service-nometrics",
@@ -216,6 +224,14 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
         "/predict",
         "json-batch64",
     ),
+    ScenarioSpec("onnx-json", "service-onnx", "digit-serve on ONNX Runtime, one 28x28 JSON image", "/predict", "json"),
+    ScenarioSpec(
+        "onnx-batch64",
+        "service-onnx",
+        "digit-serve on ONNX Runtime, batches of 64 JSON images",
+        "/predict",
+        "json-batch64",
+    ),
     ScenarioSpec("naive", "naive", "naive baseline, one 28x28 JSON image", "/predict", "json"),
 )
 
@@ -269,7 +285,7 @@ FLOOR_SCENARIO = "floor"
 SMOKE_SCENARIOS = ("floor", "service-json")
 
 # With --baseline, the scenarios of these servers also run on a twin server started from the baseline's worktree.
-BASELINE_SERVERS = ("service", "service-litert")
+BASELINE_SERVERS = ("service", "service-litert")  # service-onnx is new: its baseline has no such runtime
 BASELINE_SUFFIX = "@base"
 
 # Every server is also given these variables, to keep TensorFlow's start-up chatter out of the logs.

@@ -31,6 +31,8 @@ METHOD_NAME = "tensorflow/serving/predict"
 FEATURE_MAPS_SIGNATURE = "feature_maps"
 # The serving signature as a LiteRT (TFLite) model, checked against the SavedModel at export (the card's `litert`).
 LITERT_PATH = Path(EXTRA_FOLDER) / "model.tflite"
+# Its ONNX copy (ONNX Runtime), checked the same way.
+ONNX_PATH = Path(EXTRA_FOLDER) / "model.onnx"
 
 
 def version_number(name: str) -> int | None:

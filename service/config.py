@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         0.0, ge=0, description="How long a partial batch waits for more requests before it runs (0: never waits)."
     )
     queue_capacity: int = Field(8192, ge=1, description="Most images waiting for the model; beyond it: 503.")
-    runtime: Literal["savedmodel", "litert"] = Field("savedmodel", description="What runs the model.")
+    runtime: Literal["savedmodel", "litert", "onnx"] = Field("savedmodel", description="What runs the model.")
     decode_threads: int = Field(1, ge=1, description="Threads that decode and normalise image files.")
     inference_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads for inference (0: TF decides).")
     replica_name: str = Field(

@@ -95,8 +95,9 @@ class Evaluation(_Strict):
     )
 
 
-class LiteRT(_Strict):
-    """The LiteRT (TFLite) copy of the SavedModel's serving signature, in assets.extra/, checked at export."""
+class ConvertedModel(_Strict):
+    """A copy of the SavedModel's serving signature for another runtime (LiteRT, ONNX Runtime), in assets.extra/,
+    checked against the SavedModel at export."""
 
     file: str = Field(description="Its path inside the version folder.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -117,7 +118,8 @@ class ModelCard(_Strict):
     exported_from: int | None = Field(
         None, ge=1, description="The version whose weights this one re-exports (same weights, new files)."
     )
-    litert: LiteRT | None = Field(None, description="The LiteRT model, when the export wrote one.")
+    litert: ConvertedModel | None = Field(None, description="The LiteRT model, when the export wrote one.")
+    onnx: ConvertedModel | None = Field(None, description="The ONNX model, when the export wrote one.")
     feature_maps: list[str] | None = Field(
         None,
         description="The layers the SavedModel's `feature_maps` signature returns, in order (convolutions and "

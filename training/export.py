@@ -24,16 +24,19 @@ from models.contract import (
     FEATURE_MAPS_SIGNATURE,
     INPUT_NAME,
     LITERT_PATH,
+    ONNX_PATH,
     OUTPUT_NAME,
     SIGNATURE_NAME,
     TEMPORARY_PREFIX,
     version_numbers,
 )
-from training.card import LiteRT, ModelCard
+from training.card import ConvertedModel, ModelCard
 from training.plots import write_confusion_matrix, write_report, write_training_curves
 
-# The LiteRT model is checked against the SavedModel in batches this large.
-LITERT_CHECK_BATCH = 256
+# The converted models are checked against the SavedModel in batches this large.
+CHECK_BATCH = 256
+# A function that runs a converted model on a float32 batch (n, 28, 28, 1) of any size.
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
 class ExportError(Exception):
@@ -61,13 +64,15 @@ def export_version(
     force: bool = False,
     before_publish: Callable[[Path], None] | None = None,
     to_litert: Callable[[Path], bytes] | None = None,
+    to_onnx: Callable[[Path], bytes] | None = None,
 ) -> Path:
-    """Write the SavedModel (with its `feature_maps` signature), its LiteRT copy (checked against it on
-    `test_images`, uint8 (n, 28, 28)), the Keras file, the card and its plots, then publish them as version
+    """Write the SavedModel (with its `feature_maps` signature), its LiteRT and ONNX copies (each checked against
+    it on `test_images`, uint8 (n, 28, 28)), the Keras file, the card and its plots, then publish them as version
     `card.version`.
 
     `before_publish` is called on the complete temporary folder just before the rename (tests use it to fail
-    an export midway); `to_litert` converts a SavedModel folder to a LiteRT flatbuffer (tests pass a wrong one).
+    an export midway); `to_litert` and `to_onnx` convert a SavedModel folder to a LiteRT flatbuffer and to an
+    ONNX model (tests pass wrong ones).
     """
     model_folder.mkdir(parents=True, exist_ok=True)
     final = model_folder / str(card.version)
@@ -80,8 +85,11 @@ def export_version(
         check_saved_model(model, staging, layers)
         extra = staging / EXTRA_FOLDER
         extra.mkdir()
-        litert = write_litert(staging, test_images, to_litert or convert_to_litert)
-        card = card.model_copy(update={"litert": litert, "feature_maps": layers})
+        litert = write_converted(
+            staging, test_images, "LiteRT", LITERT_PATH, to_litert or convert_to_litert, litert_runner
+        )
+        onnx = write_converted(staging, test_images, "ONNX", ONNX_PATH, to_onnx or convert_to_onnx, onnx_runner)
+        card = card.model_copy(update={"litert": litert, "onnx": onnx, "feature_maps": layers})
         model.save(extra / "model.keras")
         (extra / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
         write_training_curves(card, extra / "training_curves.png")
@@ -149,38 +157,73 @@ def convert_to_litert(saved_model_folder: Path) -> bytes:
     return bytes(converter.convert())
 
 
-def write_litert(
-    folder: Path, test_images: np.ndarray, to_litert: Callable[[Path], bytes], tolerance: float = 1e-5
-) -> LiteRT:
-    """Convert the SavedModel in `folder` to LiteRT and keep it only if it agrees with the SavedModel on every
-    test image: probabilities within `tolerance`, the same digit. ExportError otherwise."""
-    flatbuffer = to_litert(folder)
+def convert_to_onnx(saved_model_folder: Path) -> bytes:
+    """The SavedModel's serving signature as an ONNX model (tf2onnx), with the same input and output names."""
+    import tf2onnx
+
+    loaded = tf.saved_model.load(str(saved_model_folder))  # kept referenced: the signature uses its variables
+
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return dict(loaded.signatures[SIGNATURE_NAME](**{INPUT_NAME: image}))
+
+    model_proto, _ = tf2onnx.convert.from_function(
+        tf.function(serve),
+        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)],
+        opset=17,
+    )
+    return bytes(model_proto.SerializeToString())
+
+
+def write_converted(
+    folder: Path,
+    test_images: np.ndarray,
+    what: str,
+    path: Path,
+    convert: Callable[[Path], bytes],
+    runner: Callable[[bytes], Runner],
+    tolerance: float = 1e-5,
+) -> ConvertedModel:
+    """Convert the SavedModel in `folder` for another runtime and keep the result (at `path` in the folder) only if
+    it agrees with the SavedModel on every test image: probabilities within `tolerance`, the same digit.
+    ExportError otherwise."""
+    converted_model = convert(folder)
     signature = tf.saved_model.load(str(folder)).signatures[SIGNATURE_NAME]
-    run = litert_runner(flatbuffer)
+    run = runner(converted_model)
     pixels = (test_images.astype(np.float32) / 255)[..., np.newaxis]
     difference = 0.0
-    for start in range(0, len(pixels), LITERT_CHECK_BATCH):
-        batch = pixels[start : start + LITERT_CHECK_BATCH]
+    for start in range(0, len(pixels), CHECK_BATCH):
+        batch = pixels[start : start + CHECK_BATCH]
         expected = signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
         converted = run(batch)
         difference = max(difference, float(np.max(np.abs(expected - converted))))
         disagreeing = int(np.count_nonzero(expected.argmax(axis=1) != converted.argmax(axis=1)))
         if disagreeing or difference > tolerance:
             raise ExportError(
-                f"the LiteRT model disagrees with the SavedModel (max difference {difference:.1e}, "
+                f"the {what} model disagrees with the SavedModel (max difference {difference:.1e}, "
                 f"{disagreeing} different digits in test images {start}-{start + len(batch) - 1}); not exported"
             )
-    path = folder / LITERT_PATH
-    path.write_bytes(flatbuffer)
-    return LiteRT(
-        file=str(LITERT_PATH),
-        sha256=hashlib.sha256(flatbuffer).hexdigest(),
+    (folder / path).write_bytes(converted_model)
+    return ConvertedModel(
+        file=str(path),
+        sha256=hashlib.sha256(converted_model).hexdigest(),
         max_difference=difference,
         checked_images=len(pixels),
     )
 
 
-def litert_runner(flatbuffer: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def onnx_runner(model: bytes) -> Runner:
+    """A function running the ONNX model on a float32 batch of any size (ONNX Runtime, on the CPU)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
+
+    return run
+
+
+def litert_runner(flatbuffer: bytes) -> Runner:
     """A function running the flatbuffer's serving signature on a float32 batch of any size."""
     try:
         from ai_edge_litert.interpreter import Interpreter

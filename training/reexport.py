@@ -2,7 +2,7 @@
 
     python -m training.reexport models/mnist_convnet/1          # → models/mnist_convnet/<next>/
 
-A committed version is never edited in place: when the export learns something new (a LiteRT copy checked
+A committed version is never edited in place: when the export learns something new (LiteRT and ONNX copies checked
 against the SavedModel, a `feature_maps` signature), the same weights (`assets.extra/model.keras`) are exported
 again under the next version number. Its card is the old one with the new version, `exported_from`, and an
 evaluation redone on the test set, which must match the old one: the weights are the same, so is the accuracy.

@@ -3,7 +3,8 @@ file. Choosing one is a lookup by name (DIGIT_SERVE_RUNTIME).
 
 - savedmodel.py: the SavedModel's signature, through TensorFlow (the only module of the service that imports it);
 - litert.py: the LiteRT model the export wrote beside the SavedModel, through ai-edge-litert, without TensorFlow
-  (older versions without that file are converted at load, which needs TensorFlow).
+  (older versions without that file are converted at load, which needs TensorFlow);
+- onnx.py: the ONNX model the export wrote beside it, through ONNX Runtime, without TensorFlow.
 
 A runtime reads float32 pixels in [0, 1], (n, 28, 28), the signature's own input (service/core.py scales uint8
 pixels; the TF Serving and Open Inference protocols send floats), and answers (n, 10) float32 probabilities.
@@ -19,7 +20,7 @@ import numpy as np
 
 from service.repository import ModelVersion
 
-RUNTIMES = ("savedmodel", "litert")
+RUNTIMES = ("savedmodel", "litert", "onnx")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ def load_runtime(model: ModelVersion, name: str, options: RuntimeOptions) -> Run
         from service.runtimes.litert import load_litert
 
         return load_litert(model, options)
+    if name == "onnx":
+        from service.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(model, options)
     raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
 
 

@@ -57,29 +57,37 @@ def test_litert_runtime_loads_the_exported_file_without_converting(
     assert load(tiny_model_repository, "litert").name == "litert"
 
 
-def test_litert_runtime_refuses_a_file_that_is_not_the_cards(tiny_model_repository: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["litert", "onnx"])
+def test_converted_runtimes_refuse_a_file_that_is_not_the_cards(
+    tiny_model_repository: Path, tmp_path: Path, name: str
+) -> None:
     repository = tmp_path / "repository"
     shutil.copytree(tiny_model_repository, repository)
     card = json.loads((repository / "tiny" / "1" / CARD_PATH).read_text())
-    tflite = repository / "tiny" / "1" / card["litert"]["file"]
-    tflite.write_bytes(tflite.read_bytes()[:-8] + b"tampered")
+    converted = repository / "tiny" / "1" / card[name]["file"]
+    converted.write_bytes(converted.read_bytes()[:-8] + b"tampered")
     with pytest.raises(ModelLoadError, match="SHA-256 is not the one the card records"):
-        load(repository, "litert")
+        load(repository, name)
 
 
-def without_litert_file(tiny_model_repository: Path, tmp_path: Path) -> Path:
-    """A copy of the repository whose version predates the exported LiteRT file."""
+def without_converted_file(tiny_model_repository: Path, tmp_path: Path, key: str = "litert") -> Path:
+    """A copy of the repository whose version predates the exported LiteRT (or ONNX) file."""
     repository = tmp_path / "repository"
     shutil.copytree(tiny_model_repository, repository)
     card_path = repository / "tiny" / "1" / CARD_PATH
     card = json.loads(card_path.read_text())
-    (repository / "tiny" / "1" / card.pop("litert")["file"]).unlink()
+    (repository / "tiny" / "1" / card.pop(key)["file"]).unlink()
     card_path.write_text(json.dumps(card))
     return repository
 
 
+def test_onnx_runtime_refuses_a_version_without_an_onnx_model(tiny_model_repository: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"has no ONNX model.*re-export it"):
+        load(without_converted_file(tiny_model_repository, tmp_path, "onnx"), "onnx")
+
+
 def test_litert_runtime_converts_an_older_version_at_load(tiny_model_repository: Path, tmp_path: Path) -> None:
-    assert load(without_litert_file(tiny_model_repository, tmp_path), "litert").name == "litert"
+    assert load(without_converted_file(tiny_model_repository, tmp_path), "litert").name == "litert"
 
 
 def test_litert_runtime_falls_back_when_the_conversion_fails(
@@ -90,7 +98,7 @@ def test_litert_runtime_falls_back_when_the_conversion_fails(
     def refuse(*args: object, **kwargs: object) -> object:
         raise ValueError("no converter today")
 
-    repository = without_litert_file(tiny_model_repository, tmp_path)
+    repository = without_converted_file(tiny_model_repository, tmp_path)
     monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", refuse)
     with caplog.at_level(logging.WARNING, logger="service.runtime"):
         runtime = load(repository, "litert")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -20,8 +21,10 @@ from training.export import (
     ExportError,
     choose_version,
     convert_to_litert,
+    convert_to_onnx,
     export_version,
     litert_runner,
+    onnx_runner,
     read_card,
     write_saved_model,
 )
@@ -142,17 +145,18 @@ def test_cli_same_seed_repeats_the_run(tmp_path: Path, mnist_npz: Path) -> None:
     assert first.evaluation.test_loss == second.evaluation.test_loss
 
 
-def test_tiny_run_exports_a_litert_model_that_agrees_with_the_savedmodel(
-    tiny_model_repository: Path, mnist_sample: dict
+@pytest.mark.parametrize(("key", "runner"), [("litert", litert_runner), ("onnx", onnx_runner)])
+def test_tiny_run_exports_converted_models_that_agree_with_the_savedmodel(
+    tiny_model_repository: Path, mnist_sample: dict, key: str, runner: Callable
 ) -> None:
     version = tiny_model_repository / "tiny" / "1"
-    card = read_card(version)
-    assert card.litert is not None and card.litert.checked_images == 500
-    flatbuffer = (version / card.litert.file).read_bytes()
-    assert hashlib.sha256(flatbuffer).hexdigest() == card.litert.sha256
+    recorded = getattr(read_card(version), key)
+    assert recorded is not None and recorded.checked_images == 500 and recorded.max_difference <= 1e-5
+    converted = (version / recorded.file).read_bytes()
+    assert hashlib.sha256(converted).hexdigest() == recorded.sha256
     images = (mnist_sample["x_test"][:40].astype("float32") / 255)[..., np.newaxis]
     served = tf.saved_model.load(str(version)).signatures["serving_default"](image=tf.constant(images))
-    np.testing.assert_allclose(litert_runner(flatbuffer)(images), served["probabilities"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(runner(converted)(images), served["probabilities"].numpy(), atol=1e-5)
 
 
 def test_tiny_run_exports_the_feature_maps_signature(tiny_model_repository: Path) -> None:
@@ -170,8 +174,11 @@ def test_tiny_run_exports_the_feature_maps_signature(tiny_model_repository: Path
     }
 
 
-def test_export_refuses_a_litert_model_that_disagrees_with_its_savedmodel(
-    tiny_model_repository: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("what", "option", "convert"), [("LiteRT", "to_litert", convert_to_litert), ("ONNX", "to_onnx", convert_to_onnx)]
+)
+def test_export_refuses_a_converted_model_that_disagrees_with_its_savedmodel(
+    tiny_model_repository: Path, tmp_path: Path, what: str, option: str, convert: Callable[[Path], bytes]
 ) -> None:
     card = read_card(tiny_model_repository / "tiny" / "1")
     model = keras.models.load_model(tiny_model_repository / "tiny" / "1" / "assets.extra" / "model.keras")
@@ -180,10 +187,10 @@ def test_export_refuses_a_litert_model_that_disagrees_with_its_savedmodel(
     write_saved_model(stranger_model, stranger)
 
     def wrong_conversion(_: Path) -> bytes:
-        return convert_to_litert(stranger)
+        return convert(stranger)
 
-    with pytest.raises(ExportError, match="LiteRT model disagrees with the SavedModel"):
-        export_version(model, card, tmp_path / "tiny", test_images=TEST_IMAGES, to_litert=wrong_conversion)
+    with pytest.raises(ExportError, match=f"{what} model disagrees with the SavedModel"):
+        export_version(model, card, tmp_path / "tiny", test_images=TEST_IMAGES, **{option: wrong_conversion})
     assert not any((tmp_path / "tiny").iterdir()), "nothing is published"
 
 
@@ -200,7 +207,7 @@ def test_reexport_publishes_the_same_weights_as_the_next_version(
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     old, new = read_card(repository / "tiny" / "1"), read_card(repository / "tiny" / "2")
-    assert new.version == 2 and new.exported_from == 1 and new.litert is not None
+    assert new.version == 2 and new.exported_from == 1 and new.litert is not None and new.onnx is not None
     assert new.evaluation.test_accuracy == pytest.approx(old.evaluation.test_accuracy, abs=1e-6)
     assert new.training == old.training and new.architecture == old.architecture
     jsonschema.validate(json.loads((repository / "tiny" / "2" / "assets.extra" / "model_card.json").read_text()),

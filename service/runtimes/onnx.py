@@ -1,0 +1,75 @@
+"""The ONNX runtime: the ONNX model that the export wrote beside the SavedModel, run by ONNX Runtime on the CPU,
+without TensorFlow.
+
+The file is the one the card names, with the SHA-256 it records; the export checked it against the SavedModel
+(max difference ≤ 1e-5, the same digit on every test image). A version exported before the export wrote that file
+cannot be served by this runtime, and says so. One session serves every batch size (ONNX Runtime plans its memory
+per run from an arena, so a new size costs no re-planning); it runs on the batcher's single inference thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from models.contract import INPUT_NAME, ONNX_PATH, OUTPUT_NAME
+from service.repository import ModelLoadError, ModelVersion
+from service.runtimes import RuntimeOptions
+
+
+class OnnxRuntime:
+    name = "onnx"
+
+    def __init__(self, model: ModelVersion, options: RuntimeOptions) -> None:
+        self.model = model
+        self.max_batch_size = options.max_batch_size
+        recorded = model.card.get("onnx")
+        path = model.path / (recorded["file"] if recorded else ONNX_PATH)
+        if recorded is None:
+            raise ModelLoadError(
+                path,
+                "this version has no ONNX model (it was exported before the export wrote one); re-export it "
+                "(python -m training.reexport) or serve it with the savedmodel or litert runtime",
+            )
+        try:
+            serialized = path.read_bytes()
+        except OSError as error:
+            raise ModelLoadError(path, f"the card's ONNX model cannot be read: {error.strerror}") from None
+        if hashlib.sha256(serialized).hexdigest() != recorded["sha256"]:
+            raise ModelLoadError(path, "the ONNX model's SHA-256 is not the one the card records")
+        self._session = _session(serialized, options.threads, path)
+
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10)."""
+        result: np.ndarray = self._session.run([OUTPUT_NAME], {INPUT_NAME: pixels[..., np.newaxis]})[0]
+        return result
+
+    def warm_up(self) -> None:
+        size = 1
+        while size <= self.max_batch_size:
+            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
+            if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+                raise ModelLoadError(
+                    self.model.path / ONNX_PATH, f"warm-up gave {probabilities.shape} rows that are not probabilities"
+                )
+            size *= 2
+
+
+def _session(serialized: bytes, threads: int, path: Any) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are not ours to fix
+    try:
+        session = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ONNX Runtime raises its own exception types for malformed models
+        raise ModelLoadError(path, f"not a usable ONNX model: {str(error).splitlines()[0]}") from None
+    inputs = [(tensor.name, tensor.shape) for tensor in session.get_inputs()]
+    outputs = [tensor.name for tensor in session.get_outputs()]
+    if [name for name, _ in inputs] != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+        raise ModelLoadError(path, f"its inputs are {inputs} and outputs {outputs}; expected image → probabilities")
+    return session
