@@ -14,6 +14,9 @@ import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODEL = REPOSITORY_ROOT / "models" / "mnist_convnet"
+# The version a server of COMMITTED_MODEL serves (the latest), and its number as the protocols spell it.
+COMMITTED_VERSION = max(int(folder.name) for folder in COMMITTED_MODEL.iterdir() if folder.name.isdigit())
+VERSION = str(COMMITTED_VERSION)
 
 
 def quiet_tensorflow_environment() -> dict[str, str]:

@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import COMMITTED_MODEL
+from tests.conftest import COMMITTED_MODEL, VERSION
 from tests.integration.conftest import local_only, start_server, wait_until_ready
 
-MODEL = {"model": "mnist_convnet", "version": "1"}
+MODEL = {"model": "mnist_convnet", "version": VERSION}
 FAMILIES = (
     "digit_serve_requests",
     "digit_serve_request_duration_seconds",
@@ -162,7 +162,7 @@ def test_metrics_off_json_logs_and_access_lines(tmp_path: Path) -> None:
     access = next(record for record in records if record.get("request_id") == "log-check-1")
     assert access["logger"] == "service.access"
     assert access["status"] == 200 and access["protocol"] == "native" and access["path"] == "/predict"
-    assert access["model"] == "mnist_convnet" and access["version"] == "1" and access["images"] == 1
+    assert access["model"] == "mnist_convnet" and access["version"] == VERSION and access["images"] == 1
     assert access["duration_ms"] > 0 and access["queue_ms"] >= 0 and access["bytes_in"] > 0
     text = log_path.read_text()
     assert "secret-token" not in text and "[7, 7, 7" not in text

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from service.protocols.schemas import TFServingMetadata, TFServingModelStatus
+from tests.conftest import VERSION
 
 MODEL = "mnist_convnet"
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -74,7 +75,7 @@ def test_tfserving_floats_are_used_as_sent_not_rounded_to_bytes(client: httpx.Cl
 
 def test_tfserving_version_and_label_paths_choose_the_version(client: httpx.Client) -> None:
     body = {"instances": np.zeros((1, 28, 28, 1)).tolist()}
-    assert client.post(f"/v1/models/{MODEL}/versions/1:predict", json=body).status_code == 200
+    assert client.post(f"/v1/models/{MODEL}/versions/{VERSION}:predict", json=body).status_code == 200
     response = client.post(f"/v1/models/{MODEL}/versions/9:predict", json=body)
     assert response.status_code == 404
     assert response.json()["error"].startswith(f"Servable not found for request: Specific({MODEL}, 9)")
@@ -88,12 +89,12 @@ def test_tfserving_model_status_is_tf_servings_json(client: httpx.Client) -> Non
     assert response.status_code == 200
     status = TFServingModelStatus.model_validate(response.json())
     assert response.json()["model_version_status"][0] == {
-        "version": "1",
+        "version": VERSION,
         "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""},
     }
-    assert status.model_version_status[0].version == "1"
-    assert client.get(f"/v1/models/{MODEL}/versions/1").json() == response.json()
+    assert status.model_version_status[0].version == VERSION
+    assert client.get(f"/v1/models/{MODEL}/versions/{VERSION}").json() == response.json()
     missing = client.get(f"/v1/models/{MODEL}/versions/7")
     assert missing.status_code == 404 and missing.json() == {"error": f"Could not find version 7 of model {MODEL}"}
     unknown = client.get("/v1/models/nope")
@@ -105,7 +106,7 @@ def test_tfserving_metadata_is_the_signature_def_map(client: httpx.Client) -> No
     assert response.status_code == 200
     body = response.json()
     TFServingMetadata.model_validate(body)
-    assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": "1"}
+    assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": VERSION}
     signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
     image = signature["inputs"]["image"]

@@ -14,6 +14,8 @@ import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from tests.conftest import VERSION
+
 MODEL = "mnist_convnet"
 
 
@@ -37,11 +39,11 @@ def test_grpc_health_and_metadata(triton: triton_grpc.InferenceServerClient) -> 
     assert triton.is_server_live()
     assert triton.is_server_ready()
     assert triton.is_model_ready(MODEL)
-    assert triton.is_model_ready(MODEL, "1")
+    assert triton.is_model_ready(MODEL, VERSION)
     server = triton.get_server_metadata(as_json=True)
     assert server["name"] == "digit-serve" and "binary_tensor_data" in server["extensions"]
     metadata = triton.get_model_metadata(MODEL, as_json=True)
-    assert metadata["versions"] == ["1"] and metadata["platform"] == "tensorflow_savedmodel"
+    assert metadata["versions"] == [VERSION] and metadata["platform"] == "tensorflow_savedmodel"
     inputs = {tensor["name"]: tensor for tensor in metadata["inputs"]}
     assert inputs["image"]["datatype"] == "FP32" and inputs["image"]["shape"] == ["-1", "28", "28", "1"]
     assert {tensor["name"] for tensor in metadata["outputs"]} == {"probabilities", "digit"}
@@ -54,7 +56,7 @@ def test_grpc_batch_of_real_digits(
     pixels = (images.astype(np.float32) / 255)[..., np.newaxis]
     result = triton.infer(MODEL, [image_input(pixels)], request_id="grpc-1")
     response = result.get_response()
-    assert response.model_name == MODEL and response.model_version == "1" and response.id == "grpc-1"
+    assert response.model_name == MODEL and response.model_version == VERSION and response.id == "grpc-1"
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (64, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)

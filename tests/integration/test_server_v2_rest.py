@@ -22,6 +22,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from service.protocols.schemas import V2InferenceResponse, V2ModelMetadata, V2ServerMetadata
+from tests.conftest import VERSION
 
 MODEL = "mnist_convnet"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -48,7 +49,7 @@ def test_v2_tritonclient_health_and_metadata(triton: triton_http.InferenceServer
     assert triton.is_server_live()
     assert triton.is_server_ready()
     assert triton.is_model_ready(MODEL)
-    assert triton.is_model_ready(MODEL, "1")
+    assert triton.is_model_ready(MODEL, VERSION)
     assert not triton.is_model_ready(MODEL, "9")
     assert not triton.is_model_ready("nope")
     server = triton.get_server_metadata()
@@ -56,12 +57,12 @@ def test_v2_tritonclient_health_and_metadata(triton: triton_http.InferenceServer
     assert "binary_tensor_data" in server["extensions"]
     metadata = triton.get_model_metadata(MODEL)
     V2ModelMetadata.model_validate(metadata)
-    assert metadata["versions"] == ["1"]
+    assert metadata["versions"] == [VERSION]
     inputs = {tensor["name"]: tensor for tensor in metadata["inputs"]}
     assert inputs["image"] == {"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}
     assert inputs["image_uint8"]["datatype"] == "UINT8" and inputs["image_bytes"]["datatype"] == "BYTES"
     assert {tensor["name"] for tensor in metadata["outputs"]} == {"probabilities", "digit"}
-    assert triton.get_model_metadata(MODEL, "1")["versions"] == ["1"]
+    assert triton.get_model_metadata(MODEL, VERSION)["versions"] == [VERSION]
 
 
 def test_v2_tritonclient_binary_batch_of_real_digits(
@@ -72,7 +73,7 @@ def test_v2_tritonclient_binary_batch_of_real_digits(
     tensor.set_data_from_numpy(unit_floats(images))  # binary by default, outputs asked as binary too
     result = triton.infer(MODEL, [tensor], request_id="batch-1")
     response = result.get_response()
-    assert response["model_name"] == MODEL and response["model_version"] == "1" and response["id"] == "batch-1"
+    assert response["model_name"] == MODEL and response["model_version"] == VERSION and response["id"] == "batch-1"
     assert all("binary_data_size" in output["parameters"] for output in response["outputs"])
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (64, 10) and probabilities.dtype == np.float32
@@ -87,7 +88,7 @@ def test_v2_tritonclient_json_mode_and_output_selection(
     tensor = triton_http.InferInput("image", [8, 28, 28, 1], "FP32")
     tensor.set_data_from_numpy(unit_floats(images[:8]), binary_data=False)
     wanted = [triton_http.InferRequestedOutput("digit", binary_data=False)]
-    result = triton.infer(MODEL, [tensor], outputs=wanted, model_version="1")
+    result = triton.infer(MODEL, [tensor], outputs=wanted, model_version=VERSION)
     response = result.get_response()
     assert [output["name"] for output in response["outputs"]] == ["digit"]
     assert response["outputs"][0]["data"] == result.as_numpy("digit").tolist()  # JSON data, not binary
@@ -164,10 +165,10 @@ def test_v2_nested_and_flat_data_give_the_same_answer(
 
 def test_v2_versioned_paths(client: httpx.Client) -> None:
     body = {"inputs": [{"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.0] * 784}]}
-    assert client.post(f"/v2/models/{MODEL}/versions/1/infer", json=body).status_code == 200
+    assert client.post(f"/v2/models/{MODEL}/versions/{VERSION}/infer", json=body).status_code == 200
     missing = client.post(f"/v2/models/{MODEL}/versions/5/infer", json=body)
     assert missing.status_code == 404 and "version 5" in missing.json()["error"]
-    assert client.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
+    assert client.get(f"/v2/models/{MODEL}/versions/{VERSION}/ready").status_code == 200
     assert client.get(f"/v2/models/{MODEL}/versions/5/ready").status_code == 404
     assert client.get("/v2/health/live").json() == {"live": True}
 
