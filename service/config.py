@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     queue_capacity: int = Field(8192, ge=1, description="Most images waiting for the model; beyond it: 503.")
     runtime: Literal["savedmodel", "litert", "onnx"] = Field("savedmodel", description="What runs the model.")
     decode_threads: int = Field(1, ge=1, description="Threads that decode and normalise image files.")
-    inference_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads for inference (0: TF decides).")
+    inference_threads: int = Field(
+        1, ge=0, description="The runtime's intra-op threads for inference (0: the library decides)."
+    )
     replica_name: str = Field(
         default_factory=socket.gethostname, description="Named in every response's X-Served-By header."
     )

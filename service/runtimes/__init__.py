@@ -13,6 +13,7 @@ Feature maps (/predict?include=feature_maps) are optional: a runtime that cannot
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,10 +54,18 @@ def load_runtime(model: ModelVersion, name: str, options: RuntimeOptions) -> Run
 
         return load_litert(model, options)
     if name == "onnx":
-        from service.runtimes.onnx import OnnxRuntime
+        from service.runtimes.onnx import load_onnx
 
-        return OnnxRuntime(model, options)
+        return load_onnx(model, options)
     raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow could be imported, without importing it (an import hook that forbids it counts as no)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except ImportError:
+        return False
 
 
 def padded_batch_sizes(largest: int) -> list[int]:

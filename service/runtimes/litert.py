@@ -15,7 +15,6 @@ thread-safe: the batcher calls `classify` from its single inference thread only.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 from models.contract import INPUT_NAME, LITERT_PATH, OUTPUT_NAME, SIGNATURE_NAME
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import Runtime, RuntimeOptions, decompose, powers_of_two_up_to
+from service.runtimes import Runtime, RuntimeOptions, decompose, powers_of_two_up_to, tensorflow_installed
 
 logger = logging.getLogger("service.runtime")
 
@@ -47,7 +46,7 @@ def load_litert(model: ModelVersion, options: RuntimeOptions) -> Runtime:
         if hashlib.sha256(flatbuffer).hexdigest() != recorded["sha256"]:
             raise ModelLoadError(path, "the LiteRT model's SHA-256 is not the one the card records")
         return LiteRTRuntime(model, flatbuffer, options)
-    if not _tensorflow_installed():
+    if not tensorflow_installed():
         raise ModelLoadError(
             model.path / LITERT_PATH,
             "this version has no LiteRT model (it was exported before the export wrote one), and TensorFlow, which "
@@ -117,14 +116,6 @@ class LiteRTRuntime:
                 f"the converted model disagrees with the SavedModel (max difference {difference:.1e}, "
                 f"same digits: {same_digits})"
             )
-
-
-def _tensorflow_installed() -> bool:
-    """Whether TensorFlow could be imported, without importing it (an import hook that forbids it counts as no)."""
-    try:
-        return importlib.util.find_spec("tensorflow") is not None
-    except ImportError:
-        return False
 
 
 def _interpreter_class() -> Any:

@@ -3,20 +3,45 @@ without TensorFlow.
 
 The file is the one the card names, with the SHA-256 it records; the export checked it against the SavedModel
 (max difference ≤ 1e-5, the same digit on every test image). A version exported before the export wrote that file
-cannot be served by this runtime, and says so. One session serves every batch size (ONNX Runtime plans its memory
+is served by the SavedModel runtime instead, with a warning line, when TensorFlow is installed; without TensorFlow
+it cannot be served, and says so. One session serves every batch size (ONNX Runtime plans its memory
 per run from an arena, so a new size costs no re-planning); it runs on the batcher's single inference thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import numpy as np
 
 from models.contract import INPUT_NAME, ONNX_PATH, OUTPUT_NAME
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import RuntimeOptions
+from service.runtimes import Runtime, RuntimeOptions, tensorflow_installed
+
+logger = logging.getLogger("service.runtime")
+
+
+def load_onnx(model: ModelVersion, options: RuntimeOptions) -> Runtime:
+    """The version's exported ONNX model; for an older version without one, the SavedModel (or a clear refusal)."""
+    if model.card.get("onnx") is not None:
+        return OnnxRuntime(model, options)
+    if not tensorflow_installed():
+        raise ModelLoadError(
+            model.path / ONNX_PATH,
+            "this version has no ONNX model (it was exported before the export wrote one), and TensorFlow, which "
+            "would serve its SavedModel instead, is not installed; re-export it (python -m training.reexport)",
+        )
+    from service.runtimes.savedmodel import SavedModelRuntime
+
+    logger.warning(
+        "%s version %d has no ONNX model (exported before the export wrote one): serving its SavedModel signature "
+        "instead; re-export it (python -m training.reexport) to serve it with ONNX Runtime",
+        model.name,
+        model.version,
+    )
+    return SavedModelRuntime(model, options)
 
 
 class OnnxRuntime:
@@ -25,14 +50,8 @@ class OnnxRuntime:
     def __init__(self, model: ModelVersion, options: RuntimeOptions) -> None:
         self.model = model
         self.max_batch_size = options.max_batch_size
-        recorded = model.card.get("onnx")
-        path = model.path / (recorded["file"] if recorded else ONNX_PATH)
-        if recorded is None:
-            raise ModelLoadError(
-                path,
-                "this version has no ONNX model (it was exported before the export wrote one); re-export it "
-                "(python -m training.reexport) or serve it with the savedmodel or litert runtime",
-            )
+        recorded = model.card["onnx"]
+        path = model.path / recorded["file"]
         try:
             serialized = path.read_bytes()
         except OSError as error:

@@ -1,6 +1,7 @@
 """The service without TensorFlow: what the slim image runs. An import hook forbids tensorflow (and keras, h5py,
-matplotlib) in the server process; the LiteRT runtime serves the exported model.tflite of the committed versions,
-and an older version without that file is refused with a line that says why."""
+matplotlib) in the server process; the LiteRT runtime serves the exported model.tflite of the committed versions
+(and the ONNX runtime their model.onnx), and an older version without that file is refused with a line that says
+why."""
 
 from __future__ import annotations
 
@@ -45,26 +46,33 @@ sys.meta_path.insert(0, ForbidHeavyImports())
 """
 
 
-def environment(tmp_path: Path) -> dict[str, str]:
+def environment(tmp_path: Path, runtime: str = "litert") -> dict[str, str]:
     hook = tmp_path / "hook"
-    hook.mkdir()
+    hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(BLOCKER)
     return {
         "PYTHONPATH": f"{hook}:{REPOSITORY_ROOT}",
-        "DIGIT_SERVE_RUNTIME": "litert",
+        "DIGIT_SERVE_RUNTIME": runtime,
         "FORBIDDEN_IMPORTS_LOG": str(tmp_path / "forbidden-imports.log"),
     }
 
 
-@pytest.fixture(scope="module")
-def slim_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("slim")
+@pytest.fixture(scope="module", params=["litert", "onnx"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def slim_server(slim_folder: Path) -> Iterator[ServerProcess]:
+def slim_folder(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Path:
+    return tmp_path_factory.mktemp(f"without-tensorflow-{runtime}")
+
+
+@pytest.fixture(scope="module")
+def slim_server(slim_folder: Path, runtime: str) -> Iterator[ServerProcess]:
     folder = slim_folder
-    server = start_server(COMMITTED_MODEL, folder / "server.log", "--model-version", VERSION, env=environment(folder))
+    server = start_server(
+        COMMITTED_MODEL, folder / "server.log", "--model-version", VERSION, env=environment(folder, runtime)
+    )
     try:
         wait_until_ready(server)
         yield server
@@ -86,8 +94,8 @@ def test_the_hook_really_forbids_tensorflow(tmp_path: Path) -> None:
     assert (tmp_path / "forbidden-imports.log").read_text() == "tensorflow\n"
 
 
-def test_serves_digits_through_litert_without_tensorflow(
-    slim_server: ServerProcess, slim_folder: Path, mnist_sample: dict[str, np.ndarray]
+def test_serves_digits_without_tensorflow(
+    slim_server: ServerProcess, slim_folder: Path, runtime: str, mnist_sample: dict[str, np.ndarray]
 ) -> None:
     images, labels = mnist_sample["x_test"], mnist_sample["y_test"]
     with httpx.Client(base_url=slim_server.url, timeout=30) as client:
@@ -99,22 +107,25 @@ def test_serves_digits_through_litert_without_tensorflow(
     assert np.mean(np.array(predicted) == labels[:32]) >= 0.9
     assert upload.status_code == 200 and upload.json()["predictions"][0]["digit"] == labels[0]
     assert summary["model"]["version"] == int(VERSION)
-    assert "with the litert runtime" in slim_server.log()
+    assert f"with the {runtime} runtime" in slim_server.log()
     # Not one attempt to import them, from the start of the process to the last answer.
     attempts = slim_folder / "forbidden-imports.log"
     assert not attempts.exists(), attempts.read_text()
 
 
-def test_a_version_without_a_litert_model_is_refused_with_a_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("runtime", "file"), [("litert", "LiteRT"), ("onnx", "ONNX")])
+def test_a_version_without_a_converted_model_is_refused_with_a_clear_line(
+    tmp_path: Path, runtime: str, file: str
+) -> None:
     old = tmp_path / "mnist_convnet"
-    shutil.copytree(COMMITTED_MODEL / "1", old / "1")  # exported before the export wrote model.tflite
+    shutil.copytree(COMMITTED_MODEL / "1", old / "1")  # exported before the export wrote model.tflite and .onnx
     shutil.copy(COMMITTED_MODEL.parent / "model_card.schema.json", tmp_path / "model_card.schema.json")
     server = start_service(
-        tmp_path / "server.log", "--model-dir", str(old), "--model-version", "1", env=environment(tmp_path)
+        tmp_path / "server.log", "--model-dir", str(old), "--model-version", "1", env=environment(tmp_path, runtime)
     )
     try:
         server.process.wait(timeout=60)
     finally:
         server.stop()
     assert server.process.returncode != 0
-    assert "has no LiteRT model" in server.log() and "TensorFlow" in server.log()
+    assert f"has no {file} model" in server.log() and "TensorFlow" in server.log()

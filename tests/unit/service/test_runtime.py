@@ -81,9 +81,13 @@ def without_converted_file(tiny_model_repository: Path, tmp_path: Path, key: str
     return repository
 
 
-def test_onnx_runtime_refuses_a_version_without_an_onnx_model(tiny_model_repository: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"has no ONNX model.*re-export it"):
-        load(without_converted_file(tiny_model_repository, tmp_path, "onnx"), "onnx")
+def test_onnx_runtime_serves_an_older_version_with_the_savedmodel_and_says_so(
+    tiny_model_repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        runtime = load(without_converted_file(tiny_model_repository, tmp_path, "onnx"), "onnx")
+    assert isinstance(runtime, SavedModelRuntime)
+    assert "has no ONNX model" in caplog.text and "re-export it" in caplog.text
 
 
 def test_litert_runtime_converts_an_older_version_at_load(tiny_model_repository: Path, tmp_path: Path) -> None:
