@@ -25,12 +25,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from service.admission import NO_DEADLINE, Deadline
 from service.errors import ClientGone, Overloaded, ServiceUnavailable, ShuttingDown
+
+T = TypeVar("T")
 
 logger = logging.getLogger("service.batching")
 
@@ -131,6 +133,11 @@ class Batcher:
     def running(self) -> bool:
         """The drain task is alive: queued requests will be answered."""
         return self._worker is not None and not self._worker.done()
+
+    async def run_on_inference_thread(self, function: Callable[[], T]) -> T:
+        """Run `function` on the thread that runs the model calls, between batches: runtimes whose interpreters
+        are not thread-safe (LiteRT) see one caller only."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
     async def classify(
         self,

@@ -163,6 +163,13 @@ class InsufficientMemory(RetryLater):
     code = "insufficient_memory"
 
 
+class NotSupported(ServiceError):
+    """The request is valid, but the version or runtime that would answer it cannot do what it asks."""
+
+    status_code = 501
+    code = "not_supported"
+
+
 class RequestTimeout(ServiceError):
     """The client took too long to send its request's headers or body."""
 

@@ -33,6 +33,7 @@ ERROR_DESCRIPTIONS = {
     "or a bad query parameter or header",
     431: "The request line and headers are too large (the connection is closed)",
     500: "A fault of the server's: the log has the traceback, the body the request id",
+    501: "The version or runtime cannot do what was asked (not_supported), e.g. feature maps on LiteRT",
     503: "Not ready; overloaded, shutting down or out of memory (see Retry-After)",
     504: "The request waited past its deadline and was not run",
 }
@@ -124,6 +125,19 @@ def predict_operation(settings: Settings) -> dict[str, Any]:
                 "schema": {"type": "string", "enum": ["mnist", "none"], "default": "mnist"},
             },
             {
+                "name": "include",
+                "in": "query",
+                "required": False,
+                "description": "Add to each prediction what the model saw: `input`, the normalised 28x28 image as a "
+                "base64 PNG; `feature_maps` (one image per request, else 422), each convolution's and pooling "
+                "layer's output, quantised to a byte per value and scaled per channel (`scale`), base64 in "
+                "(height, width, channels) order. Repeat the parameter or separate values with commas. A runtime "
+                "without feature maps (litert, onnx) answers 501 `not_supported`.",
+                "schema": {"type": "array", "items": {"type": "string", "enum": ["input", "feature_maps"]}},
+                "style": "form",
+                "explode": True,
+            },
+            {
                 "name": "X-Request-Timeout-Ms",
                 "in": "header",
                 "required": False,
@@ -182,7 +196,7 @@ def predict_operation(settings: Settings) -> dict[str, Any]:
                 "description": "One prediction per image",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
             },
-            **{str(status): _error_response(status) for status in (400, 404, 413, 415, 422, 503, 504)},
+            **{str(status): _error_response(status) for status in (400, 404, 413, 415, 422, 501, 503, 504)},
         },
     }
 

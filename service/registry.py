@@ -66,6 +66,7 @@ class LoadedVersion:
     model: ModelVersion
     runtime_name: str
     batcher: Batcher
+    runtime: Runtime
     leases: int = 0
 
     def info(self) -> dict[str, object]:
@@ -318,7 +319,7 @@ class Registry:
             problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             self._failed(model, status, problem, f"{folder.path}: {problem}")
             return
-        status.loaded = LoadedVersion(loaded_model, runtime.name, batcher)
+        status.loaded = LoadedVersion(loaded_model, runtime.name, batcher, runtime)
         status.state = VersionState.AVAILABLE
         if self.metrics is not None:
             self.metrics.loaded(model.name, time.perf_counter() - started)

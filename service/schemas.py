@@ -88,10 +88,29 @@ class FileBatchRequest(BaseModel):
 PredictJsonRequest = PixelsRequest | PixelsBatchRequest | FileRequest | FileBatchRequest
 
 
+class FeatureMapOut(BaseModel):
+    """One layer's output for the image, quantised to a byte per value, channel by channel."""
+
+    layer: str = Field(description="The layer's name, as in /model/summary.", examples=["conv2d"])
+    shape: list[int] = Field(description="(height, width, channels).", examples=[[26, 26, 32]])
+    scale: list[float] = Field(description="Each channel's largest value: a value is byte / 255 * scale[channel].")
+    data: str = Field(description="base64 of height x width x channels bytes, in that order (channels last).")
+
+
 class Prediction(BaseModel):
     digit: int = Field(ge=0, le=9, examples=[7])
     confidence: float = Field(ge=0, le=1, description="The probability of `digit`.", examples=[0.998])
     probabilities: list[float] = Field(min_length=10, max_length=10, examples=[EXAMPLE_PROBABILITIES])
+    input: str | None = Field(
+        None,
+        description="With `?include=input`: the normalised 28x28 image the model received (white digit on black), "
+        "as a base64 PNG.",
+    )
+    feature_maps: list[FeatureMapOut] | None = Field(
+        None,
+        description="With `?include=feature_maps` (one image per request): each convolution's and pooling layer's "
+        "output, in the model's order.",
+    )
 
 
 class PredictResponse(BaseModel):

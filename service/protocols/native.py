@@ -19,10 +19,12 @@ from service import core
 from service.admission import LARGE_BODY_BYTES, Deadline
 from service.dependencies import get_serving, not_ready
 from service.encoding import json_response
-from service.errors import InvalidRequest, request_id_of
+from service.errors import InvalidRequest, NotSupported, request_id_of
 from service.inputs import images_in_body, read_images
+from service.inspection import encoded_feature_map, included, input_png_base64
 from service.middleware import arrival_time, client_timeout, declared_body_bytes
 from service.registry import LoadedVersion
+from service.runtimes import FeatureMapsRuntime
 from service.serving import ServingState
 
 PREDICT_PATHS = ("/predict", "/models/{model}/predict", "/models/{model}/versions/{version}/predict")
@@ -49,6 +51,7 @@ async def predict(request: Request) -> Response:
         is_disconnected=request.is_disconnected,
         state=state,
     )
+    include = included(request.query_params.getlist("include")) if scope["query_string"] else frozenset()
     with call:
         max_images = settings.max_images_per_request
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
@@ -56,8 +59,32 @@ async def predict(request: Request) -> Response:
             body = await request.body()  # read_images reads it again from memory
             call.expect(images_in_body(body, request.headers.get("content-type", ""), max_images))
         images = await read_images(request, call, max_images=max_images, preprocess=_preprocess_option(request))
+        if "feature_maps" in include and len(images) != 1:
+            raise InvalidRequest(
+                f"include=feature_maps takes one image per request, got {len(images)}",
+                details={"location": ["query", "include"]},
+            )
         probabilities = await call.classify(images)
-    return json_response(prediction_body(probabilities, version.info(), request_id_of(request)))
+        answer = prediction_body(probabilities, version.info(), request_id_of(request))
+        if "input" in include:
+            for prediction, image in zip(answer["predictions"], images, strict=True):
+                prediction["input"] = input_png_base64(image)
+        if "feature_maps" in include:
+            answer["predictions"][0]["feature_maps"] = await feature_maps_of(version, images)
+    return json_response(answer)
+
+
+async def feature_maps_of(version: LoadedVersion, images: np.ndarray) -> list[dict[str, Any]]:
+    """Each conv and pooling layer's output for the one image, computed on the inference thread between batches."""
+    runtime = version.runtime
+    if not isinstance(runtime, FeatureMapsRuntime):
+        raise NotSupported(
+            f"the {runtime.name} runtime cannot show feature maps; the savedmodel runtime can "
+            "(DIGIT_SERVE_RUNTIME=savedmodel, the default)"
+        )
+    pixels = images.astype(np.float32) / 255
+    maps = await version.batcher.run_on_inference_thread(lambda: runtime.feature_maps(pixels))
+    return [encoded_feature_map(feature_map) for feature_map in maps]
 
 
 def chosen_version(serving: ServingState, request: Request) -> LoadedVersion:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +39,24 @@ class Runtime(Protocol):
 
     def warm_up(self) -> None:
         """Run every batch size the batcher will use once, before the version serves."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """One layer's output for one image: (height, width, channels) float32."""
+
+    layer: str
+    values: np.ndarray
+
+
+@runtime_checkable
+class FeatureMapsRuntime(Runtime, Protocol):
+    """A runtime that can also show what each convolution and pooling layer made of one image."""
+
+    def feature_maps(self, pixels: np.ndarray) -> list[FeatureMap]:
+        """float32 (1, 28, 28) pixels in [0, 1] → each conv/pooling layer's output, in the model's order. Raises
+        NotSupported when the version was exported without the `feature_maps` signature."""
         ...
 
 

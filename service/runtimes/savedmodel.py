@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from models import contract
-from models.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from models.contract import FEATURE_MAPS_SIGNATURE, INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from service.errors import NotSupported
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import RuntimeOptions, padded_batch_sizes
+from service.runtimes import FeatureMap, RuntimeOptions, padded_batch_sizes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not ours to log.
 
@@ -56,6 +57,18 @@ class SavedModelRuntime:
         if padded_size > count:
             batch = np.concatenate([batch, np.zeros((padded_size - count, 28, 28, 1), dtype=np.float32)])
         return self._signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()[:count]
+
+    def feature_maps(self, pixels: np.ndarray) -> list[FeatureMap]:
+        """Each convolution's and pooling's output for one image, from the SavedModel's `feature_maps` signature."""
+        layers = self.model.card.get("feature_maps")
+        signature = self._saved_model.signatures.get(FEATURE_MAPS_SIGNATURE)
+        if not layers or signature is None:
+            raise NotSupported(
+                f"{self.model.name} version {self.model.version} was exported without the {FEATURE_MAPS_SIGNATURE} "
+                "signature; ask for a newer version, or re-export this one (python -m training.reexport)"
+            )
+        outputs = signature(**{INPUT_NAME: tf.constant(pixels[..., np.newaxis])})
+        return [FeatureMap(layer, outputs[layer].numpy()[0]) for layer in layers]
 
     def warm_up(self) -> None:
         """Run every batch size the server will use once, and check the answers are probabilities."""
