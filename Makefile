@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: install tools serve test lint typecheck pytest k8s-validate train bench docker-test clean
+.PHONY: install tools chromium serve test lint typecheck pytest browser-test k8s-validate train bench docker-test clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ tools:
 
 pytest: $(STAMP) tools
 	$(BIN)/python -m pytest $(ARGS)
+
+# Debian's Chromium for the page's browser tests (tests/browser); make test skips them, saying so, without it.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+browser-test: $(STAMP) chromium
+	$(BIN)/python -m pytest tests/browser $(ARGS)
 
 k8s-validate: $(STAMP)
 	bash scripts/k8s-validate.sh

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from service import page
 from service.config import Settings
 from service.encoding import ORJSONResponse
 from service.errors import PortUnavailable, install_error_handlers
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_route(path, v2_rest.infer, methods=["POST"], include_in_schema=False)
     app.include_router(v2_rest.router)
     app.include_router(router)
+    app.include_router(page.router)  # the draw-a-digit page at /, its files and a version's pictures
     install_error_handlers(app)
     install_openapi(app, settings)
     app.add_middleware(
