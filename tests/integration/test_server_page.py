@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import VERSION
+from tests.integration.conftest import EXTERNAL_URL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -72,6 +73,8 @@ def test_a_versions_pictures_are_served(client: httpx.Client) -> None:
 )
 def test_nothing_outside_the_allow_lists_is_served(client: httpx.Client, path: str) -> None:
     response = client.get(path.format(v=VERSION))
+    if EXTERNAL_URL and response.status_code == 400:
+        return  # through the compose stack, nginx refuses an encoded slash or NUL itself, before any replica sees it
     assert response.status_code == 404, (path, response.status_code, response.text[:200])
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["error"]["code"] in ("not_found", "model_not_found", "version_not_found")
