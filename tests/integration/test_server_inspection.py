@@ -53,9 +53,29 @@ def test_include_input_shows_the_normalised_digit_of_an_uploaded_photo(
     assert abs(centre[0] - 13.5) < 1.5 and abs(centre[1] - 13.5) < 1.5
 
 
+def served_runtime(client: httpx.Client) -> str:
+    """The runtime of the default model's served version (the slim image's stack runs LiteRT)."""
+    models = client.get("/models").json()
+    default = next(model for model in models["models"] if model["default"])
+    return str(next(version["runtime"] for version in default["versions"] if version["state"] == "AVAILABLE"))
+
+
+def refused_without_feature_maps(client: httpx.Client, image: list) -> bool:
+    """On a runtime without feature maps (LiteRT, ONNX Runtime), the answer is 501 not_supported: check it."""
+    runtime = served_runtime(client)
+    if runtime == "savedmodel":
+        return False
+    response = client.post("/predict?include=feature_maps", json={"image": image})
+    assert response.status_code == 501 and response.json()["error"]["code"] == "not_supported"
+    assert f"the {runtime} runtime cannot show feature maps" in response.json()["error"]["message"]
+    return True
+
+
 def test_include_feature_maps_gives_every_conv_and_pooling_layer_with_its_shape(
     client: httpx.Client, mnist_sample: dict
 ) -> None:
+    if refused_without_feature_maps(client, mnist_sample["x_test"][0].tolist()):
+        return
     summary = client.get("/model/summary").json()
     expected = [
         (layer["name"], layer["output_shape"][1:])
@@ -84,6 +104,8 @@ def test_include_feature_maps_gives_every_conv_and_pooling_layer_with_its_shape(
 def test_the_first_feature_map_follows_the_digit(client: httpx.Client, mnist_sample: dict) -> None:
     """conv2d's activations sit where the ink is: a blank corner of the digit gives a quiet corner of the map."""
     digit = mnist_sample["x_test"][0]
+    if refused_without_feature_maps(client, digit.tolist()):
+        return
     response = client.post("/predict?include=feature_maps", json={"image": digit.tolist()})
     first = response.json()["predictions"][0]["feature_maps"][0]
     values = np.frombuffer(base64.b64decode(first["data"]), dtype=np.uint8).reshape(first["shape"]).astype(float)
