@@ -13,13 +13,15 @@ Feature maps (/predict?include=feature_maps) are optional: a runtime that cannot
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from service.repository import ModelVersion
+from service.repository import ModelLoadError, ModelVersion
 
 RUNTIMES = ("savedmodel", "litert", "onnx")
 
@@ -76,6 +78,20 @@ def load_runtime(model: ModelVersion, name: str, options: RuntimeOptions) -> Run
 
         return load_onnx(model, options)
     raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def read_exported_model(model: ModelVersion, key: str, what: str) -> tuple[Path, bytes]:
+    """The converted model the card records under `key` ("litert", "onnx"): its path and bytes, refused
+    (ModelLoadError) if it cannot be read or its SHA-256 is not the card's."""
+    recorded = model.card[key]
+    path = model.path / recorded["file"]
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise ModelLoadError(path, f"the card's {what} model cannot be read: {error.strerror}") from None
+    if hashlib.sha256(content).hexdigest() != recorded["sha256"]:
+        raise ModelLoadError(path, f"the {what} model's SHA-256 is not the one the card records")
+    return path, content
 
 
 def tensorflow_installed() -> bool:

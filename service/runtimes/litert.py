@@ -14,7 +14,6 @@ thread-safe: the batcher calls `classify` from its single inference thread only.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,14 @@ import numpy as np
 
 from models.contract import INPUT_NAME, LITERT_PATH, OUTPUT_NAME, SIGNATURE_NAME
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import Runtime, RuntimeOptions, decompose, powers_of_two_up_to, tensorflow_installed
+from service.runtimes import (
+    Runtime,
+    RuntimeOptions,
+    decompose,
+    powers_of_two_up_to,
+    read_exported_model,
+    tensorflow_installed,
+)
 
 logger = logging.getLogger("service.runtime")
 
@@ -36,15 +42,8 @@ class LiteRTUnavailable(Exception):
 
 def load_litert(model: ModelVersion, options: RuntimeOptions) -> Runtime:
     """The version's exported LiteRT model; for an older version, a conversion at load (or the SavedModel)."""
-    recorded = model.card.get("litert")
-    if recorded is not None:
-        path = model.path / recorded["file"]
-        try:
-            flatbuffer = path.read_bytes()
-        except OSError as error:
-            raise ModelLoadError(path, f"the card's LiteRT model cannot be read: {error.strerror}") from None
-        if hashlib.sha256(flatbuffer).hexdigest() != recorded["sha256"]:
-            raise ModelLoadError(path, "the LiteRT model's SHA-256 is not the one the card records")
+    if model.card.get("litert") is not None:
+        _, flatbuffer = read_exported_model(model, "litert", "LiteRT")
         return LiteRTRuntime(model, flatbuffer, options)
     if not tensorflow_installed():
         raise ModelLoadError(

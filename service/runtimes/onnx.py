@@ -10,7 +10,6 @@ per run from an arena, so a new size costs no re-planning); it runs on the batch
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -18,7 +17,13 @@ import numpy as np
 
 from models.contract import INPUT_NAME, ONNX_PATH, OUTPUT_NAME
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import Runtime, RuntimeOptions, tensorflow_installed
+from service.runtimes import (
+    Runtime,
+    RuntimeOptions,
+    powers_of_two_up_to,
+    read_exported_model,
+    tensorflow_installed,
+)
 
 logger = logging.getLogger("service.runtime")
 
@@ -50,14 +55,7 @@ class OnnxRuntime:
     def __init__(self, model: ModelVersion, options: RuntimeOptions) -> None:
         self.model = model
         self.max_batch_size = options.max_batch_size
-        recorded = model.card["onnx"]
-        path = model.path / recorded["file"]
-        try:
-            serialized = path.read_bytes()
-        except OSError as error:
-            raise ModelLoadError(path, f"the card's ONNX model cannot be read: {error.strerror}") from None
-        if hashlib.sha256(serialized).hexdigest() != recorded["sha256"]:
-            raise ModelLoadError(path, "the ONNX model's SHA-256 is not the one the card records")
+        path, serialized = read_exported_model(model, "onnx", "ONNX")
         self._session = _session(serialized, options.threads, path)
 
     def classify(self, pixels: np.ndarray) -> np.ndarray:
@@ -66,14 +64,12 @@ class OnnxRuntime:
         return result
 
     def warm_up(self) -> None:
-        size = 1
-        while size <= self.max_batch_size:
+        for size in powers_of_two_up_to(self.max_batch_size):
             probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
             if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
                 raise ModelLoadError(
                     self.model.path / ONNX_PATH, f"warm-up gave {probabilities.shape} rows that are not probabilities"
                 )
-            size *= 2
 
 
 def _session(serialized: bytes, threads: int, path: Any) -> Any:
