@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: install tools chromium serve test lint typecheck pytest browser-test k8s-validate train bench docker-test clean
+.PHONY: install tools chromium serve test lint typecheck pytest browser-test k8s-validate train not-a-digit digit-check-eval bench docker-test clean
 
 install: $(STAMP)
 
@@ -54,6 +54,13 @@ test: lint typecheck pytest k8s-validate
 
 train: $(STAMP)
 	$(BIN)/python -m training $(ARGS)
+
+# A version that says when an input is not a digit: VERSION=models/mnist_convnet/2 (the next version is written).
+not-a-digit: $(STAMP)
+	$(BIN)/python -m training.not_a_digit $(VERSION) $(ARGS)
+
+digit-check-eval: $(STAMP)
+	$(BIN)/python -m bench.digit_check_eval $(ARGS)
 
 bench: $(STAMP)
 	command -v wrk >/dev/null && command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)

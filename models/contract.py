@@ -29,6 +29,11 @@ METHOD_NAME = "tensorflow/serving/predict"
 # A second signature: the same input, and each convolution's and pooling's output by layer name (the card lists
 # them under `feature_maps`). Versions exported before it have none.
 FEATURE_MAPS_SIGNATURE = "feature_maps"
+# A third signature, in versions that can tell a digit from anything else: the same input, and both the
+# (calibrated) `probabilities` and a raw `score` (higher = more digit-like; the card's `digit_check` says which
+# score it is and maps it to digit_score). The converted LiteRT and ONNX models are this signature when it exists.
+DIGIT_CHECK_SIGNATURE = "digit_check"
+SCORE_NAME = "score"
 # The serving signature as a LiteRT (TFLite) model, checked against the SavedModel at export (the card's `litert`).
 LITERT_PATH = Path(EXTRA_FOLDER) / "model.tflite"
 # Its ONNX copy (ONNX Runtime), checked the same way.

@@ -71,3 +71,22 @@ def tiny_model_repository(tmp_path_factory: pytest.TempPathFactory, mnist_npz: P
     completed = subprocess.run(command, capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=300)
     assert completed.returncode == 0, completed.stderr
     return repository
+
+
+@pytest.fixture(scope="session")
+def tiny_checked_repository(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_repository: Path, mnist_npz: Path
+) -> Path:
+    """A copy of the tiny repository where `tiny/2` is `tiny/1` fine-tuned to tell digits from non-digits
+    (python -m training.not_a_digit, on a few hundred synthetic non-digits and one epoch)."""
+    import shutil
+
+    repository = tmp_path_factory.mktemp("checked") / "models"
+    shutil.copytree(tiny_model_repository, repository)
+    command = [
+        sys.executable, "-m", "training.not_a_digit", str(repository / "tiny" / "1"), "--data", str(mnist_npz),
+        "--outliers", "400", "--epochs", "1", "--min-accuracy", "0",
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, env=quiet_tensorflow_environment(), timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return repository

@@ -105,6 +105,49 @@ class ConvertedModel(_Strict):
     checked_images: int = Field(ge=1, description="Test images both gave the same digits for.")
 
 
+class Calibration(_Strict):
+    """Temperature scaling, fitted on the validation split: served probabilities are softmax(logits / T)."""
+
+    method: Literal["temperature scaling"] = "temperature scaling"
+    temperature: float = Field(gt=0)
+    fitted_on: str = Field(description="The images T was fitted on.")
+    bins: int = Field(description="The ECE's equal-width confidence bins.")
+    test_ece_before: float = Field(ge=0, description="ECE of the uncalibrated softmax on the MNIST test set.")
+    test_ece_after: float = Field(ge=0, description="ECE of the served (calibrated) probabilities on it.")
+    served_probabilities: Literal["calibrated"] = "calibrated"
+    reliability_before: list[list[float]] = Field(description="Per non-empty bin: confidence, accuracy, images.")
+    reliability_after: list[list[float]]
+    reliability_diagram: str = Field(description="Its path inside the version folder.")
+
+
+class DigitCheck(_Strict):
+    """The "not a digit" score the `digit_check` signature returns beside the probabilities."""
+
+    signature: Literal["digit_check"] = "digit_check"
+    score: Literal["msp", "energy"] = Field(description="The raw score the signature's `score` output holds.")
+    description: str
+    quantiles: list[float] = Field(
+        min_length=2,
+        description="The validation digits' raw scores at evenly spaced shares 0..1: digit_score is the share of "
+        "validation digits that score lower than an input.",
+    )
+    threshold: float = Field(
+        ge=0, le=1, description="An input whose digit_score is below this is not a digit (is_digit false)."
+    )
+    validation_flagged: float = Field(ge=0, le=1, description="Share of validation digits below the threshold.")
+    test_flagged: float = Field(ge=0, le=1, description="Share of MNIST test digits below the threshold.")
+
+
+class FineTuning(_Strict):
+    """Weights fine-tuned from another version's (outlier exposure)."""
+
+    from_version: int = Field(ge=1)
+    settings: dict[str, Any]
+    history: list[EpochRecord]
+    seed: int
+    wall_time_seconds: float
+
+
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -125,6 +168,9 @@ class ModelCard(_Strict):
         description="The layers the SavedModel's `feature_maps` signature returns, in order (convolutions and "
         "pooling), when it has one.",
     )
+    fine_tuning: FineTuning | None = Field(None, description="When the weights were fine-tuned from a version's.")
+    calibration: Calibration | None = Field(None, description="When the served probabilities are calibrated.")
+    digit_check: DigitCheck | None = Field(None, description="When the version says whether an input is a digit.")
 
 
 def json_schema() -> dict[str, Any]:

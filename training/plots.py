@@ -50,6 +50,38 @@ def write_confusion_matrix(card: ModelCard, path: Path) -> None:
     plt.close(figure)
 
 
+def write_reliability_diagram(card: ModelCard, path: Path) -> None:
+    """Accuracy against confidence per bin, on the MNIST test set, before and after temperature scaling."""
+    calibration = card.calibration
+    if calibration is None:
+        return
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
+    panels = (
+        (axes[0], calibration.reliability_before, f"softmax (T = 1): ECE {calibration.test_ece_before:.4f}"),
+        (
+            axes[1],
+            calibration.reliability_after,
+            f"served, T = {calibration.temperature:.3f}: ECE {calibration.test_ece_after:.4f}",
+        ),
+    )
+    for axis, bins, title in panels:
+        width = 1 / calibration.bins
+        confidences = [row[0] for row in bins]
+        accuracies = [row[1] for row in bins]
+        axis.bar(confidences, accuracies, width=width * 0.9, color="#4c72b0", alpha=0.8, label="accuracy")
+        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+        for confidence, accuracy, count in bins:
+            axis.annotate(f"{int(count)}", (confidence, accuracy), ha="center", va="bottom", fontsize=7)
+        axis.set(title=title, xlabel="confidence", xlim=(0, 1.02), ylim=(0, 1.08))
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (MNIST test; numbers: images per bin)")
+    axes[0].legend(loc="upper left")
+    figure.suptitle(f"{card.name} v{card.version}: reliability diagram, {calibration.bins} bins")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def write_report(card: ModelCard, path: Path) -> None:
     evaluation = card.evaluation
     worst = sorted(evaluation.per_class, key=lambda item: item.recall)[:3]
