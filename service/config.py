@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     )
     queue_capacity: int = Field(8192, ge=1, description="Most images waiting for the model; beyond it: 503.")
     runtime: Literal["savedmodel", "litert", "onnx"] = Field("savedmodel", description="What runs the model.")
+    digit_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Overrides every version's own \"not a digit\" threshold (its card's): an input whose "
+        "digit_score (the share of MNIST validation digits less digit-like than it) is below this is is_digit false.",
+    )
     decode_threads: int = Field(1, ge=1, description="Threads that decode and normalise image files.")
     inference_threads: int = Field(
         1, ge=0, description="The runtime's intra-op threads for inference (0: the library decides)."

@@ -6,7 +6,7 @@ it asks the registry for the version (`serving.registry.resolve`), then:
     with await admit(serving, version, declared_bytes=..., deadline=..., is_disconnected=...) as call:
         call.expect(images)                     # optional: a count known before the body is parsed
         pixels = await call.decode(files)       # image files → uint8 digits, through the shared decode pool
-        probabilities = await call.classify(pixels)
+        result = await call.classify(pixels)    # .probabilities, and .digit_scores / .is_digit (or None)
 
 `admit` refuses an overloaded server before the body is read (503 `overloaded`); the call holds the version
 (a version being unloaded finishes the requests that hold it) and the request's share of the capacity until the
@@ -27,6 +27,7 @@ import numpy as np
 
 from service.admission import LARGE_BODY_BYTES, Deadline, Ticket
 from service.decoding import NamedFile
+from service.digit_check import Classified, classified
 from service.errors import Overloaded
 from service.registry import LoadedVersion
 from service.serving import ServingState
@@ -52,8 +53,13 @@ class RequestStats:
     model: str
     version: str
     images: int = 0
+    not_digits: int | None = None  # images the digit check flagged (None: the version has no check)
     queue_seconds: float = 0.0
     decode_seconds: float = 0.0
+
+    def verdicts(self) -> tuple[int, int] | None:
+        """(images, of which not digits), when the version's digit check judged them."""
+        return None if self.not_digits is None else (self.images, self.not_digits)
 
 
 async def admit(
@@ -83,7 +89,7 @@ async def admit(
 class Call:
     """One admitted inference request: it holds its version and its share of the capacity until it ends."""
 
-    __slots__ = ("deadline", "is_disconnected", "serving", "stats", "ticket", "version")
+    __slots__ = ("deadline", "ink_kept", "is_disconnected", "serving", "stats", "ticket", "version")
 
     def __init__(
         self,
@@ -100,6 +106,7 @@ class Call:
         self.ticket = ticket
         self.deadline = deadline
         self.is_disconnected = is_disconnected
+        self.ink_kept: np.ndarray | None = None  # per decoded file, for the digit check
 
     def __enter__(self) -> Call:
         self.version.leases += 1
@@ -120,19 +127,29 @@ class Call:
         self.ticket.hold(len(files))
         started = time.perf_counter()
         try:
-            return await self.serving.decode_pool.to_mnist(
+            decoded = await self.serving.decode_pool.to_mnist(
                 files, preprocess=preprocess, is_disconnected=self.is_disconnected, deadline=self.deadline
             )
+            self.ink_kept = decoded.ink_kept
+            return decoded.pixels
         finally:
             seconds = self.stats.decode_seconds = time.perf_counter() - started
             if self.serving.metrics is not None:
                 self.serving.metrics.decoded(seconds)
 
-    async def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, 28, 28) pixels, uint8 0-255 or float32 in [0, 1] → (n, 10) float32 probabilities."""
+    async def classify(self, pixels: np.ndarray) -> Classified:
+        """(n, 28, 28) pixels, uint8 0-255 or float32 in [0, 1] → (n, 10) float32 probabilities, and whether
+        each image is a digit when the version can tell."""
         self.ticket.hold(len(pixels))
         self.stats.images = len(pixels)
-        return await self.version.batcher.classify(unit_pixels(pixels), self.is_disconnected, self.deadline, self.stats)
+        answer = await self.version.batcher.classify(
+            unit_pixels(pixels), self.is_disconnected, self.deadline, self.stats
+        )
+        ink_kept = self.ink_kept if self.ink_kept is not None and len(self.ink_kept) == len(pixels) else None
+        result = classified(answer, self.version.digit_check, ink_kept)
+        if result.is_digit is not None:
+            self.stats.not_digits = len(pixels) - int(np.count_nonzero(result.is_digit))
+        return result
 
 
 def unit_pixels(pixels: np.ndarray) -> np.ndarray:

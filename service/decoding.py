@@ -34,7 +34,7 @@ from PIL import Image
 
 from service.admission import Deadline
 from service.errors import ClientGone, ImageTooLarge, InsufficientMemory, Overloaded, ServiceError
-from service.images import decode_memory_estimate, open_file, opened_to_mnist
+from service.images import Normalised, decode_memory_estimate, open_file, opened_to_mnist
 
 logger = logging.getLogger("service.decoding")
 
@@ -50,6 +50,18 @@ Result = TypeVar("Result")
 class NamedFile:
     content: bytes
     name: str  # where it was in the request, for error messages ("body", "file #2 (a.png)", "images_b64[3]")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request's files as digits: (n, 28, 28) uint8, and the share of each one's drawn ink kept (n,)."""
+
+    pixels: np.ndarray
+    ink_kept: np.ndarray
+
+    @staticmethod
+    def of(normalised: list[Normalised]) -> Decoded:
+        return Decoded(np.stack([item.digit for item in normalised]), np.array([item.ink_kept for item in normalised]))
 
 
 @dataclass(frozen=True)
@@ -92,14 +104,15 @@ class DecodePool:
         preprocess: bool,
         is_disconnected: DisconnectCheck,
         deadline: Deadline,
-    ) -> np.ndarray:
-        """The files as (n, 28, 28) uint8 digits, or the ServiceError of the first file that cannot be read."""
+    ) -> Decoded:
+        """The files as (n, 28, 28) uint8 digits (with the share of each one's ink kept), or the ServiceError of the
+        first file that cannot be read."""
         opened, digits = await self._in_thread(self._open_and_decode_if_small, files, preprocess)
         if digits is not None:
-            return np.stack(digits)
+            return Decoded.of(digits)
         cost = sum(item.cost for item in opened)
         try:
-            decoded: list[np.ndarray] = []
+            decoded: list[Normalised] = []
             for work in _slices(opened):
                 if await is_disconnected():
                     self.abandoned += 1
@@ -109,11 +122,11 @@ class DecodePool:
                 decoded.extend(await self._in_thread(self._normalise_all, work, preprocess, limiter=lane))
         finally:
             self._release(cost)
-        return np.stack(decoded)
+        return Decoded.of(decoded)
 
     def _open_and_decode_if_small(
         self, files: list[NamedFile], preprocess: bool
-    ) -> tuple[list[_Opened], list[np.ndarray] | None]:
+    ) -> tuple[list[_Opened], list[Normalised] | None]:
         """The first trip to a decoding thread: read the headers and reserve their cost in the backlog; a request
         within one slice (nearly every upload) is decoded in this same trip, and its reservation given back."""
         opened = self._open_all(files, preprocess)
@@ -173,7 +186,7 @@ class DecodePool:
             )
         return image
 
-    def _normalise_all(self, work: list[_Opened], preprocess: bool) -> list[np.ndarray]:
+    def _normalise_all(self, work: list[_Opened], preprocess: bool) -> list[Normalised]:
         return [
             _named(item.name, opened_to_mnist, item.image, max_pixels=self.max_image_pixels, preprocess=preprocess)
             for item in work

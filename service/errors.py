@@ -83,6 +83,12 @@ class InvalidBase64(InvalidRequest):
     code = "invalid_base64"
 
 
+class NotADigit(InvalidRequest):
+    """The client asked (?reject=not_digit) to be refused rather than answered when an image is not a digit."""
+
+    code = "not_a_digit"
+
+
 class EmptyBatch(InvalidRequest):
     code = "empty_batch"
 

@@ -92,6 +92,9 @@ class VersionMetrics:
         self.queue_wait.observe(seconds)
 
 
+Verdicts = tuple[int, int] | None  # (images, of which not digits) of a request the digit check judged
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -104,6 +107,7 @@ class Metrics:
         self.decode = Buckets(LATENCY_BUCKETS)
         self.load_duration: dict[str, Buckets] = {}
         self.load_failures: dict[str, int] = {}
+        self.digit_checks: dict[tuple[str, str, str], int] = {}
         self._live: LiveState | None = None
         self.registry.register(_Exporter(self))
 
@@ -114,13 +118,24 @@ class Metrics:
     def for_version(self, model: str, version: int) -> VersionMetrics:
         return VersionMetrics(self, model, str(version))
 
-    def request(self, protocol: str, model: str, version: str, code: str, seconds: float) -> None:
+    def request(
+        self, protocol: str, model: str, version: str, code: str, seconds: float, *, verdicts: Verdicts = None
+    ) -> None:
+        """One inference request answered; `verdicts`: (images, not digits) when the version's digit check ran."""
+        if verdicts is not None:
+            self.judged(model, version, *verdicts)
         key = (protocol, model, version, code)
         self.requests[key] = self.requests.get(key, 0) + 1
         series = self.request_duration.get(key[:3])
         if series is None:
             series = self.request_duration[key[:3]] = Buckets(LATENCY_BUCKETS)
         series.observe(seconds)
+
+    def judged(self, model: str, version: str, images: int, not_digits: int) -> None:
+        """A request's images as the version's digit check saw them: digits, and not digits."""
+        for verdict, count in (("digit", images - not_digits), ("not_digit", not_digits)):
+            key = (model, version, verdict)
+            self.digit_checks[key] = self.digit_checks.get(key, 0) + count
 
     def decoded(self, seconds: float) -> None:
         self.decode.observe(seconds)
@@ -198,6 +213,14 @@ class _Exporter:
         for model, count in sorted(metrics.load_failures.items()):
             failures.add_metric([model], count)
         yield failures
+        checks = CounterMetricFamily(
+            f"{PREFIX}_digit_check_images",
+            "Images judged by a version's digit check, by verdict (digit or not_digit)",
+            labels=("model", "version", "verdict"),
+        )
+        for labels, count in sorted(metrics.digit_checks.items()):
+            checks.add_metric(list(labels), count)
+        yield checks
         yield from _live_families(metrics.snapshot() if live else None)
 
 

@@ -117,7 +117,7 @@ class RequestContextMiddleware:
         stats = state.get("stats")
         model, version = (stats.model, stats.version) if stats is not None else (UNKNOWN, "")
         if protocol is not None and self.metrics is not None:
-            self.metrics.request(protocol, model, version, str(status), seconds)
+            self.metrics.request(protocol, model, version, str(status), seconds, verdicts=stats and stats.verdicts())
         if self.access_log:
             client = scope.get("client")
             fields = {
@@ -131,6 +131,7 @@ class RequestContextMiddleware:
                 "model": model if protocol is not None else None,
                 "version": version or None,
                 "images": stats.images if stats is not None else None,
+                "not_digits": stats.not_digits if stats is not None else None,
                 "bytes_in": state.get("declared_bytes"),
                 "client": client[0] if client else None,
             }

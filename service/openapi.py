@@ -30,7 +30,7 @@ ERROR_DESCRIPTIONS = {
     414: "The URL is too long (the connection is closed)",
     415: "Unsupported Content-Type",
     422: "The content is not usable: wrong shape, bad pixels, not an image, bad base64, empty or oversized batch, "
-    "or a bad query parameter or header",
+    "or a bad query parameter or header; with ?reject=not_digit, an image that is not a digit (not_a_digit)",
     431: "The request line and headers are too large (the connection is closed)",
     500: "A fault of the server's: the log has the traceback, the body the request id",
     501: "The version or runtime cannot do what was asked (not_supported), e.g. feature maps on LiteRT",
@@ -113,7 +113,8 @@ def predict_operation(settings: Settings) -> dict[str, Any]:
     return {
         "summary": "Classify one or more digit images",
         "description": "Send images as JSON pixel arrays, base64 files, multipart uploads (field `file`), or a raw "
-        "image body. The response holds one prediction per image, in the order sent. " + limits,
+        "image body. The response holds one prediction per image, in the order sent, with `is_digit` and "
+        "`digit_score` (null for a version exported without a digit check). " + limits,
         "operationId": "predict",
         "parameters": [
             {
@@ -136,6 +137,15 @@ def predict_operation(settings: Settings) -> dict[str, Any]:
                 "schema": {"type": "array", "items": {"type": "string", "enum": ["input", "feature_maps"]}},
                 "style": "form",
                 "explode": True,
+            },
+            {
+                "name": "reject",
+                "in": "query",
+                "required": False,
+                "description": "`not_digit`: answer 422 `not_a_digit` (naming each image that is not a digit and its "
+                "`digit_score`) instead of predictions when any image does not look like a digit. A version "
+                "exported without a digit check answers 501 `not_supported`.",
+                "schema": {"type": "string", "enum": ["not_digit"]},
             },
             {
                 "name": "X-Request-Timeout-Ms",

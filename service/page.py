@@ -38,7 +38,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 # The pictures of a version the page may show, from its assets.extra/ folder; nothing else there is served.
-VERSION_ASSETS = ("training_curves.png", "confusion_matrix.png")
+VERSION_ASSETS = ("training_curves.png", "confusion_matrix.png", "reliability_diagram.png")
 
 router = APIRouter()
 

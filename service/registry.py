@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher
 from service.config import Settings
+from service.digit_check import DigitCheck, digit_check_of
 from service.errors import InvalidRequest, ModelNotFound, ModelNotReady, VersionNotFound
 from service.metrics import Metrics
 from service.policy import ModelPolicy, PolicyError, ServingConfig, Specific, read_serving_config
@@ -67,6 +68,7 @@ class LoadedVersion:
     runtime_name: str
     batcher: Batcher
     runtime: Runtime
+    digit_check: DigitCheck | None = None  # None: exported without one (is_digit null)
     leases: int = 0
 
     def info(self) -> dict[str, object]:
@@ -319,7 +321,8 @@ class Registry:
             problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             self._failed(model, status, problem, f"{folder.path}: {problem}")
             return
-        status.loaded = LoadedVersion(loaded_model, runtime.name, batcher, runtime)
+        check = digit_check_of(loaded_model, self.settings.digit_threshold)
+        status.loaded = LoadedVersion(loaded_model, runtime.name, batcher, runtime, check)
         status.state = VersionState.AVAILABLE
         if self.metrics is not None:
             self.metrics.loaded(model.name, time.perf_counter() - started)

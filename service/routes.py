@@ -40,7 +40,7 @@ async def summary(
     version: Annotated[int | None, Query(description="The version (default: the newest available)", ge=1)] = None,
     label: Annotated[str | None, Query(description="A version label from serving.toml", max_length=256)] = None,
 ) -> Response:
-    body = model_summary(serving.registry.resolve(model, version, label).model)
+    body = model_summary(serving.registry.resolve(model, version, label))
     if format == "text":
         return PlainTextResponse(summary_text(body))
     return json_response(body)

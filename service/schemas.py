@@ -111,6 +111,18 @@ class Prediction(BaseModel):
         description="With `?include=feature_maps` (one image per request): each convolution's and pooling layer's "
         "output, in the model's order.",
     )
+    is_digit: bool | None = Field(
+        description="Whether the image looks like a digit at all (digit_score at or above the version's threshold); "
+        "null for a version exported without a digit check (its /model/summary says so).",
+        examples=[True],
+    )
+    digit_score: float | None = Field(
+        ge=0,
+        le=1,
+        description="How digit-like the image is: the share of MNIST validation digits less digit-like than it "
+        "(0.5: a typical digit; below 0.01 or so: not a digit). null without a digit check.",
+        examples=[0.62],
+    )
 
 
 class PredictResponse(BaseModel):
@@ -143,6 +155,26 @@ class TrainingMetrics(BaseModel):
     per_class: list[dict[str, Any]]
 
 
+class CalibrationSummary(BaseModel):
+    method: str = Field(examples=["temperature scaling"])
+    temperature: float = Field(description="Served probabilities are softmax(logits / temperature).")
+    test_ece_before: float = Field(description="Expected calibration error (15 bins) on MNIST test, uncalibrated.")
+    test_ece_after: float = Field(description="The same for the served (calibrated) probabilities.")
+    reliability_diagram: str = Field(description="The picture's URL.")
+
+
+class DigitCheckSummary(BaseModel):
+    available: bool = Field(description="Whether predictions carry is_digit and digit_score.")
+    reason: str | None = Field(None, description="Why not, when not available.")
+    score: str | None = Field(None, description="The raw score behind digit_score: energy or msp.")
+    method: str | None = None
+    threshold: float | None = Field(None, description="digit_score below this: is_digit false.")
+    threshold_source: str | None = Field(None, examples=["card"])
+    card_threshold: float | None = None
+    validation_flagged: float | None = Field(None, description="Share of MNIST validation digits flagged.")
+    test_flagged: float | None = Field(None, description="Share of MNIST test digits flagged (card threshold).")
+
+
 class ModelSummary(BaseModel):
     model: ModelInfo
     architecture: str
@@ -154,6 +186,10 @@ class ModelSummary(BaseModel):
     output: TensorSummary
     labels: list[str]
     metrics: TrainingMetrics
+    calibration: CalibrationSummary | None = Field(
+        description="null: the probabilities are the model's softmax, uncalibrated"
+    )
+    digit_check: DigitCheckSummary
 
 
 class HealthResponse(BaseModel):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.repository import ModelVersion
+from service.digit_check import NO_CHECK_REASON, DigitCheck
+from service.registry import LoadedVersion
 
 
-def model_summary(model: ModelVersion) -> dict[str, Any]:
+def model_summary(loaded: LoadedVersion) -> dict[str, Any]:
+    model = loaded.model
     card = model.card
     architecture = card["architecture"]
     signature = card["signature"]
@@ -36,6 +38,32 @@ def model_summary(model: ModelVersion) -> dict[str, Any]:
             "trained_at": card["created_at"],
             "per_class": evaluation["per_class"],
         },
+        "calibration": _calibration(card, model.name, model.version),
+        "digit_check": _digit_check(card, loaded.digit_check),
+    }
+
+
+def _calibration(card: dict[str, Any], name: str, version: int) -> dict[str, Any] | None:
+    calibration = card.get("calibration")
+    if calibration is None:
+        return None
+    return {
+        "method": calibration["method"],
+        "temperature": calibration["temperature"],
+        "test_ece_before": calibration["test_ece_before"],
+        "test_ece_after": calibration["test_ece_after"],
+        "reliability_diagram": f"/models/{name}/versions/{version}/assets/reliability_diagram.png",
+    }
+
+
+def _digit_check(card: dict[str, Any], check: DigitCheck | None) -> dict[str, Any]:
+    recorded = card.get("digit_check")
+    if check is None or recorded is None:
+        return {"available": False, "reason": NO_CHECK_REASON}
+    return check.describe() | {
+        "method": recorded["description"],
+        "validation_flagged": recorded["validation_flagged"],
+        "test_flagged": recorded["test_flagged"],
     }
 
 
@@ -74,6 +102,19 @@ def summary_text(summary: dict[str, Any]) -> str:
         f" Test accuracy: {metrics['test_accuracy']:.4f}, test loss: {metrics['test_loss']:.4f} "
         f"({metrics['recipe']} recipe, {metrics['epochs_run']} epochs)",
     ]
+    calibration = summary.get("calibration")
+    if calibration:
+        lines.append(
+            f" Calibrated: temperature {calibration['temperature']:.3f}, test ECE "
+            f"{calibration['test_ece_before']:.4f} → {calibration['test_ece_after']:.4f}"
+        )
+    check = summary["digit_check"]
+    if check["available"]:
+        lines.append(
+            f" Digit check: {check['score']} score, threshold {check['threshold']:.4f} ({check['threshold_source']})"
+        )
+    else:
+        lines.append(f" Digit check: none ({check['reason']})")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,8 @@ numbers behind the design (stroke widths, thresholds, timings) are measured by `
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -44,25 +46,41 @@ cv2.setNumThreads(1)
 
 __all__ = [
     "SUPPORTED_FORMATS",
+    "Normalised",
     "decode_image",
     "decode_memory_estimate",
     "file_to_mnist",
+    "file_to_normalised",
     "image_as_is",
+    "normalise",
     "normalise_to_mnist",
     "open_file",
     "opened_to_mnist",
 ]
 
 
+class Normalised(NamedTuple):
+    """A normalised digit, and the share of the drawn ink it kept (1.0 when nothing but specks and surroundings
+    was dropped; files sent as-is keep everything)."""
+
+    digit: npt.NDArray[np.uint8]
+    ink_kept: float
+
+
 def normalise_to_mnist(image: Image.Image) -> npt.NDArray[np.uint8]:
     """Find the digit in any photo, scan or drawing and render it the way MNIST digits were made."""
+    return normalise(image).digit
+
+
+def normalise(image: Image.Image) -> Normalised:
+    """`normalise_to_mnist`, with the share of the drawn ink the digit kept."""
     with pillow_failures_as_domain_errors():
         gray = grey.grayscale_on_white(image)
     ink_levels = ink.ink_strength(ink.within_the_sheet(gray))
     threshold = ink.ink_threshold(ink_levels)
-    digit_region = pieces.digit_mask(ink_levels >= threshold)
+    digit_region, ink_kept = pieces.digit_mask(ink_levels >= threshold)
     binary = strokes.binary_strokes(strokes.digit_crop(ink_levels, digit_region), threshold)
-    return strokes.centred_in_mnist_frame(strokes.with_mnist_stroke_width(binary))
+    return Normalised(strokes.centred_in_mnist_frame(strokes.with_mnist_stroke_width(binary)), ink_kept)
 
 
 def image_as_is(image: Image.Image) -> npt.NDArray[np.uint8]:
@@ -91,13 +109,19 @@ def open_file(data: bytes, *, max_pixels: int, preprocess: bool = True) -> Image
     return open_image(data, max_pixels=max_pixels, jpeg_draft_side=grey.WORKING_SIDE // 2 if preprocess else None)
 
 
-def opened_to_mnist(image: Image.Image, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
-    """Decode an image that `open_file` opened and turn it into one 28x28 uint8 MNIST digit."""
+def opened_to_mnist(image: Image.Image, *, max_pixels: int, preprocess: bool = True) -> Normalised:
+    """Decode an image that `open_file` opened and turn it into one 28x28 uint8 MNIST digit (with the share of
+    its ink kept)."""
     load_image(image, max_pixels=max_pixels)
-    return normalise_to_mnist(image) if preprocess else image_as_is(image)
+    return normalise(image) if preprocess else Normalised(image_as_is(image), 1.0)
 
 
 def file_to_mnist(data: bytes, *, max_pixels: int, preprocess: bool = True) -> npt.NDArray[np.uint8]:
     """Decode an uploaded file and turn it into one 28x28 uint8 MNIST digit (white on black, 0-255)."""
+    return file_to_normalised(data, max_pixels=max_pixels, preprocess=preprocess).digit
+
+
+def file_to_normalised(data: bytes, *, max_pixels: int, preprocess: bool = True) -> Normalised:
+    """`file_to_mnist`, with the share of the drawn ink the digit kept."""
     image = open_file(data, max_pixels=max_pixels, preprocess=preprocess)
     return opened_to_mnist(image, max_pixels=max_pixels, preprocess=preprocess)

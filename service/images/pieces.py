@@ -28,22 +28,38 @@ BORDER_CONTACT_SHARE = 0.5
 MINIMUM_DIGIT_SHARE = 0.0002
 
 
-def digit_mask(ink_mask: BoolArray) -> BoolArray:
-    """The ink that belongs to the digit: the main connected piece and the sizeable pieces near it.
+def digit_mask(ink_mask: BoolArray) -> tuple[BoolArray, float]:
+    """The ink that belongs to the digit: the main connected piece and the sizeable pieces near it; and the share
+    of the drawn ink it keeps.
 
     Connectivity is analysed on a coarse grid (a cell is inked if any of its pixels is), which also joins
-    strokes broken by a pixel or two.
+    strokes broken by a pixel or two. The drawn ink is every piece but specks and the surroundings (edge clutter):
+    far-away pieces and frames around the digit count, so a smiley whose face is dropped as a frame, or a word
+    cut down to its biggest letter, keeps a small share (the "not a digit" check reads it).
     """
     cell = math.ceil(max(ink_mask.shape) / COMPONENT_GRID_SIDE)
     ink_per_cell = cell_sums(ink_mask, cell) if cell > 1 else ink_mask.astype(np.float32)
     labels, count, boxes = components_and_boxes(ink_per_cell > 0)
     areas = np.bincount(labels.ravel(), weights=ink_per_cell.ravel(), minlength=count + 1).astype(np.float64)
-    kept = _pieces_to_keep(labels, areas, count, ink_mask.size, boxes)
+    edge_clutter = _edge_clutter(labels, areas, count)
+    kept = _pieces_to_keep(areas, ink_mask.size, boxes, edge_clutter)
+    share = _kept_share(areas, kept, edge_clutter)
     kept_cells = kept[labels]
     if cell == 1:
-        return ink_mask & kept_cells
+        return ink_mask & kept_cells, share
     kept_pixels = np.repeat(np.repeat(kept_cells, cell, axis=0), cell, axis=1)
-    return ink_mask & kept_pixels[: ink_mask.shape[0], : ink_mask.shape[1]]
+    return ink_mask & kept_pixels[: ink_mask.shape[0], : ink_mask.shape[1]], share
+
+
+def _kept_share(areas: npt.NDArray[np.float64], kept: BoolArray, edge_clutter: BoolArray) -> float:
+    """The kept pieces' ink over the drawn ink: kept pieces plus every other piece that is neither edge clutter
+    nor a speck beside the largest kept piece."""
+    kept_area = float(areas[kept].sum())
+    if kept_area == 0:
+        return 1.0
+    drawn = ~edge_clutter & (areas >= SPECK_FRACTION * areas[kept].max())
+    drawn[0] = False
+    return kept_area / float(areas[drawn | kept].sum())
 
 
 def cell_sums(mask: BoolArray, cell: int) -> FloatArray:
@@ -66,7 +82,7 @@ def components_and_boxes(mask: BoolArray) -> tuple[IntArray, int, IntArray]:
 
 
 def _pieces_to_keep(
-    labels: IntArray, areas: npt.NDArray[np.float64], count: int, image_pixels: int, boxes: IntArray
+    areas: npt.NDArray[np.float64], image_pixels: int, boxes: IntArray, edge_clutter: BoolArray
 ) -> BoolArray:
     """Which components (by label) are the digit.
 
@@ -74,8 +90,8 @@ def _pieces_to_keep(
     else is large enough to be a digit; the largest remaining piece is the digit's main piece; other pieces stay
     if they are not specks (relative to the main piece) and lie near it.
     """
-    clutter = _edge_clutter(labels, areas, count) | _enclosing_frames(boxes, areas)
-    candidates = np.ones(count + 1, dtype=np.bool_)
+    clutter = edge_clutter | _enclosing_frames(boxes, areas)
+    candidates = np.ones(len(areas), dtype=np.bool_)
     candidates[0] = False
     smallest_digit = max(2.0, MINIMUM_DIGIT_SHARE * image_pixels)
     if areas[~clutter & candidates].max(initial=0) >= smallest_digit:

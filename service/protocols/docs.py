@@ -85,7 +85,9 @@ def protocol_operations(settings: Settings) -> dict[str, Any]:
                 "summary": "Predict, as TF Serving does" + (" (a version)" if "version" in suffix else ""),
                 "description": 'Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar format '
                 '`{"inputs": ...}` → `{"outputs": ...}`. Each instance is the signature\'s `image`: a float32 '
-                "[28, 28, 1] list of pixels in [0, 1], white digit on black. " + limit,
+                '[28, 28, 1] list of pixels in [0, 1], white digit on black. `"signature_name": "digit_check"` '
+                "(versions exported with a digit check) answers the probabilities and the raw `score` per instance, "
+                "as TF Serving answers a signature of several outputs. " + limit,
                 "operationId": "tfserving_predict" + suffix.replace("/", "_").replace("{", "").replace("}", ""),
                 "parameters": parameters,
                 "requestBody": {
@@ -140,7 +142,9 @@ def protocol_operations(settings: Settings) -> dict[str, Any]:
                 "summary": "Infer" + (" (a version)" if suffix else ""),
                 "description": "One input tensor, one of `image` (FP32 [n, 28, 28, 1] in [0, 1]), `image_uint8` "
                 "(UINT8 [n, 28, 28, 1], 0-255) or `image_bytes` (BYTES [n]: image files, base64 in JSON); `data` "
-                "nested or flat. Outputs `probabilities` (FP32 [n, 10]) and `digit` (INT64 [n]). Triton's binary "
+                "nested or flat. Outputs `probabilities` (FP32 [n, 10]) and `digit` (INT64 [n]), and on versions "
+                "exported with a digit check `digit_score` (FP32 [n]: the share of MNIST validation digits less "
+                "digit-like than each image) and `is_digit` (BOOL [n]). Triton's binary "
                 "tensor data extension: put `parameters.binary_data_size` on an input and its raw little-endian "
                 "bytes after the JSON, whose length goes in the `Inference-Header-Content-Length` header; ask for "
                 "binary outputs with `binary_data` (per output) or `binary_data_output` (all). The Content-Type "

@@ -18,8 +18,9 @@ from starlette.responses import Response
 from service import core
 from service.admission import LARGE_BODY_BYTES, Deadline
 from service.dependencies import get_serving, not_ready
+from service.digit_check import Classified
 from service.encoding import json_response
-from service.errors import InvalidRequest, NotSupported, request_id_of
+from service.errors import InvalidRequest, NotADigit, NotSupported, request_id_of
 from service.inputs import images_in_body, read_images
 from service.inspection import encoded_feature_map, included, input_png_base64
 from service.middleware import arrival_time, client_timeout, declared_body_bytes
@@ -29,6 +30,7 @@ from service.serving import ServingState
 
 PREDICT_PATHS = ("/predict", "/models/{model}/predict", "/models/{model}/versions/{version}/predict")
 PREPROCESS_OPTIONS = ("mnist", "none")
+REJECT_OPTIONS = ("not_digit",)
 PROTOCOL = "native"  # its name in metrics and access lines
 
 
@@ -52,6 +54,7 @@ async def predict(request: Request) -> Response:
         state=state,
     )
     include = included(request.query_params.getlist("include")) if scope["query_string"] else frozenset()
+    reject_not_digits = _reject_option(request, version) if scope["query_string"] else False
     with call:
         max_images = settings.max_images_per_request
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:
@@ -64,8 +67,10 @@ async def predict(request: Request) -> Response:
                 f"include=feature_maps takes one image per request, got {len(images)}",
                 details={"location": ["query", "include"]},
             )
-        probabilities = await call.classify(images)
-        answer = prediction_body(probabilities, version.info(), request_id_of(request))
+        result = await call.classify(images)
+        if reject_not_digits:
+            refuse_not_digits(result, version)
+        answer = prediction_body(result, version.info(), request_id_of(request))
         if "input" in include:
             for prediction, image in zip(answer["predictions"], images, strict=True):
                 prediction["input"] = input_png_base64(image)
@@ -127,11 +132,59 @@ def _preprocess_option(request: Request) -> bool:
     return value == "mnist"
 
 
-def prediction_body(probabilities: np.ndarray, model: dict[str, Any], request_id: str) -> dict[str, Any]:
+def _reject_option(request: Request, version: LoadedVersion) -> bool:
+    """?reject=not_digit: refuse (422 not_a_digit) instead of answering when an image is not a digit."""
+    value = request.query_params.get("reject")
+    if value is None:
+        return False
+    if value not in REJECT_OPTIONS:
+        raise InvalidRequest(
+            f"query parameter reject takes 'not_digit', got {value[:40]!r}", details={"location": ["query", "reject"]}
+        )
+    if version.digit_check is None:
+        raise NotSupported(
+            f"{version.model.name} version {version.model.version} cannot tell a digit from anything else (it was "
+            "exported without a digit check); drop reject=not_digit or ask for a version that has one"
+        )
+    return True
+
+
+def refuse_not_digits(result: Classified, version: LoadedVersion) -> None:
+    """NotADigit, naming each image that is not a digit and its score, when any image is not one."""
+    assert result.is_digit is not None and result.digit_scores is not None and version.digit_check is not None
+    flagged = np.flatnonzero(~result.is_digit)
+    if not len(flagged):
+        return
+    threshold = version.digit_check.threshold
+    which = "the image does" if len(result.is_digit) == 1 else f"{len(flagged)} of {len(result.is_digit)} images do"
+    raise NotADigit(
+        f"{which} not look like a digit (digit_score below {threshold:.4g}); send a single handwritten digit 0-9, "
+        "or drop reject=not_digit to get a prediction anyway",
+        details={
+            "threshold": threshold,
+            "images": [{"index": int(index), "digit_score": float(result.digit_scores[index])} for index in flagged],
+        },
+    )
+
+
+def prediction_body(result: Classified, model: dict[str, Any], request_id: str) -> dict[str, Any]:
+    probabilities = result.probabilities
     digits = probabilities.argmax(axis=1)
     confidences = probabilities[np.arange(len(digits)), digits]
+    if result.is_digit is None or result.digit_scores is None:
+        checks: Any = [(None, None)] * len(digits)
+    else:
+        checks = zip(result.is_digit.tolist(), result.digit_scores.tolist(), strict=True)
     predictions = [
-        {"digit": int(digit), "confidence": confidence, "probabilities": row}
-        for digit, confidence, row in zip(digits, confidences, probabilities, strict=True)
+        {
+            "digit": int(digit),
+            "confidence": confidence,
+            "probabilities": row,
+            "is_digit": is_digit,
+            "digit_score": digit_score,
+        }
+        for digit, confidence, row, (is_digit, digit_score) in zip(
+            digits, confidences, probabilities, checks, strict=True
+        )
     ]
     return {"predictions": predictions, "model": model, "request_id": request_id}

@@ -13,8 +13,11 @@ Every model takes one input per request, whichever of these suits the client:
 
 and answers, unless the request asks for fewer:
 
-    probabilities  FP32   [-1, 10]   the softmax over the digits 0-9
+    probabilities  FP32   [-1, 10]   the softmax over the digits 0-9 (calibrated, for versions that are)
     digit          INT64  [-1]       the most probable digit
+    digit_score    FP32   [-1]       how digit-like each image is: the share of MNIST validation digits less
+                                     digit-like than it (versions with a digit check only)
+    is_digit       BOOL   [-1]       digit_score at or above the version's threshold (the same versions)
 
 What was followed: KServe's `docs/predict-api/v2/required_api.md` (endpoints, bodies, `data` nested or flat,
 errors as {"error": msg}) and `grpc_predict_v2.proto`, and Triton's `docs/protocol/extension_binary_data.md`.
@@ -31,6 +34,7 @@ import numpy as np
 
 from models.contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, OUTPUT_SHAPE
 from service.decoding import NamedFile
+from service.digit_check import Classified
 from service.errors import BatchTooLarge, InvalidRequest, InvalidShape, ServiceError, VersionNotFound
 from service.payloads import decode_base64
 from service.protocols.native import version_number
@@ -42,6 +46,10 @@ SERVER_VERSION = "0.1.0"
 EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow_savedmodel"
 DIGIT_OUTPUT = "digit"
+DIGIT_SCORE_OUTPUT = "digit_score"
+IS_DIGIT_OUTPUT = "is_digit"
+# Outputs only a version with a digit check answers (its metadata lists them; others refuse them by name).
+DIGIT_CHECK_OUTPUTS = (DIGIT_SCORE_OUTPUT, IS_DIGIT_OUTPUT)
 PREPROCESS_PARAMETER = "preprocess"
 # The service's statuses the protocol spells differently: a request it cannot use is "typically 400".
 STATUSES = {415: 400, 422: 400}
@@ -70,11 +78,21 @@ INPUTS = {
 }
 OUTPUTS = {
     spec.name: spec
-    for spec in (TensorSpec(OUTPUT_NAME, "FP32", OUTPUT_SHAPE), TensorSpec(DIGIT_OUTPUT, "INT64", (-1,)))
+    for spec in (
+        TensorSpec(OUTPUT_NAME, "FP32", OUTPUT_SHAPE),
+        TensorSpec(DIGIT_OUTPUT, "INT64", (-1,)),
+        TensorSpec(DIGIT_SCORE_OUTPUT, "FP32", (-1,)),
+        TensorSpec(IS_DIGIT_OUTPUT, "BOOL", (-1,)),
+    )
 }
 INPUT_CHOICES = ", ".join(spec.describe() for spec in INPUTS.values())
 BYTES_PER_ELEMENT = {"FP32": 4, "UINT8": 1, "INT64": 8}
-WIRE_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1"), "INT64": np.dtype("<i8")}
+WIRE_DTYPES: dict[str, np.dtype[Any]] = {
+    "FP32": np.dtype("<f4"),
+    "UINT8": np.dtype("u1"),
+    "INT64": np.dtype("<i8"),
+    "BOOL": np.dtype("?"),
+}
 
 
 def error_body(error: ServiceError, request_id: str) -> tuple[int, Any]:
@@ -119,8 +137,19 @@ def model_metadata(model: ServedModel, loaded: LoadedVersion | None) -> dict[str
         "versions": versions,
         "platform": PLATFORM,
         "inputs": [spec.metadata() for spec in INPUTS.values()],
-        "outputs": [spec.metadata() for spec in OUTPUTS.values()],
+        "outputs": [spec.metadata() for spec in outputs_of(loaded or _newest(model))],
     }
+
+
+def outputs_of(loaded: LoadedVersion | None) -> list[TensorSpec]:
+    """The outputs a version answers: the digit check's only when it has one."""
+    has_check = loaded is not None and loaded.digit_check is not None
+    return [spec for spec in OUTPUTS.values() if has_check or spec.name not in DIGIT_CHECK_OUTPUTS]
+
+
+def _newest(model: ServedModel) -> LoadedVersion | None:
+    available = model.available()
+    return available[-1].loaded if available else None
 
 
 def model_ready(registry: Registry, name: str, version: str | None) -> bool:
@@ -161,24 +190,37 @@ def read_input(tensors: list[InputTensor], *, max_images: int) -> Images:
     return Images(pixels=uint8_pixels(values, tensor.where())[..., 0])
 
 
-def requested_outputs(names: list[str] | None) -> list[TensorSpec]:
-    """The outputs a request asks for, in its order (all of them when it names none)."""
+def requested_outputs(names: list[str] | None, loaded: LoadedVersion) -> list[TensorSpec]:
+    """The outputs a request asks for, in its order (all the version's when it names none)."""
+    available = outputs_of(loaded)
     if not names:
-        return list(OUTPUTS.values())
+        return available
     unknown = [name for name in names if name not in OUTPUTS]
     if unknown:
-        choices = ", ".join(spec.describe() for spec in OUTPUTS.values())
+        choices = ", ".join(spec.describe() for spec in available)
         raise InvalidRequest(f"no output named {unknown[0][:64]!r}; the outputs are {choices}")
+    missing = [name for name in names if OUTPUTS[name] not in available]
+    if missing:
+        raise InvalidRequest(
+            f"{loaded.model.name} version {loaded.model.version} has no output {missing[0]!r}: it was exported "
+            "without a digit check; ask for a version that has one, or drop that output"
+        )
     if len(set(names)) != len(names):
         raise InvalidRequest("an output is requested twice; name each output once")
     return [OUTPUTS[name] for name in names]
 
 
-def output_values(spec: TensorSpec, probabilities: np.ndarray) -> np.ndarray:
-    """An output tensor's values for these probabilities, in its wire dtype and shape."""
+def output_values(spec: TensorSpec, result: Classified) -> np.ndarray:
+    """An output tensor's values for this result, in its wire dtype and shape."""
     if spec.name == DIGIT_OUTPUT:
-        return probabilities.argmax(axis=1).astype(WIRE_DTYPES["INT64"])
-    return probabilities.astype(WIRE_DTYPES["FP32"], copy=False)
+        return result.probabilities.argmax(axis=1).astype(WIRE_DTYPES["INT64"])
+    if spec.name == DIGIT_SCORE_OUTPUT:
+        assert result.digit_scores is not None
+        return result.digit_scores.astype(WIRE_DTYPES["FP32"])
+    if spec.name == IS_DIGIT_OUTPUT:
+        assert result.is_digit is not None
+        return result.is_digit.astype(WIRE_DTYPES["BOOL"], copy=False)
+    return result.probabilities.astype(WIRE_DTYPES["FP32"], copy=False)
 
 
 def preprocess_option(parameters: dict[str, Any]) -> bool:

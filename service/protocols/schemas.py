@@ -41,7 +41,12 @@ def tfserving_predict_request_schema(max_images: int) -> dict[str, Any]:
         "additionalProperties": False,
     }
     named_batch = {"type": "object", "properties": {"image": batch}, "required": ["image"]}
-    signature = {"type": "string", "enum": ["serving_default", ""], "description": "serving_default, the only one"}
+    signature = {
+        "type": "string",
+        "enum": ["serving_default", "", "digit_check"],
+        "description": "serving_default (the probabilities); digit_check, on versions exported with a digit check: "
+        "the probabilities and the raw `score` (higher = more digit-like; its card maps it to digit_score)",
+    }
     row_format = {
         "type": "object",
         "properties": {
@@ -69,12 +74,13 @@ def tfserving_predict_request_schema(max_images: int) -> dict[str, Any]:
 
 class TFServingPredictResponse(BaseModel):
     """`predictions` (row format): one list of 10 probabilities per instance; `outputs` (columnar): the [n, 10]
-    tensor."""
+    tensor. With the digit_check signature, as TF Serving answers a signature of several outputs: one
+    {"probabilities": [...], "score": s} per instance, or {"probabilities": [[...]], "score": [...]}."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"predictions": [EXAMPLE_PROBABILITIES]}]})
 
-    predictions: list[list[float]] | None = None
-    outputs: list[list[float]] | None = None
+    predictions: list[list[float]] | list[dict[str, Any]] | None = None
+    outputs: list[list[float]] | dict[str, Any] | None = None
 
 
 class TFServingStatus(BaseModel):
@@ -148,7 +154,9 @@ class V2RequestInput(BaseModel):
 
 
 class V2RequestOutput(BaseModel):
-    name: Literal["probabilities", "digit"]
+    name: Literal["probabilities", "digit", "digit_score", "is_digit"] = Field(
+        description="digit_score and is_digit: versions exported with a digit check only"
+    )
     parameters: dict[str, Any] | None = Field(None, description="binary_data: true to receive it as binary data")
 
 

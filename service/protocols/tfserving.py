@@ -31,7 +31,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from models.contract import INPUT_NAME, INPUT_SHAPE, METHOD_NAME, OUTPUT_NAME, OUTPUT_SHAPE, SIGNATURE_NAME
+from models.contract import (
+    DIGIT_CHECK_SIGNATURE,
+    INPUT_NAME,
+    INPUT_SHAPE,
+    METHOD_NAME,
+    OUTPUT_NAME,
+    OUTPUT_SHAPE,
+    SCORE_NAME,
+    SIGNATURE_NAME,
+)
 from service import core
 from service.admission import Deadline
 from service.dependencies import get_serving
@@ -137,30 +146,40 @@ async def predict(request: Request, name: str, version: str | None, label: str |
         body = await request.body()
         max_images = serving.settings.max_images_per_request
         if len(body) <= INLINE_JSON_BYTES:
-            pixels, columnar = parse_predict_request(body, max_images)
+            pixels, columnar, signature = parse_predict_request(body, max_images, loaded)
         else:
-            pixels, columnar = await run_in_threadpool(parse_predict_request, body, max_images)
-        probabilities = await call.classify(pixels)
-    return json_response({"outputs": probabilities} if columnar else {"predictions": probabilities})
+            pixels, columnar, signature = await run_in_threadpool(parse_predict_request, body, max_images, loaded)
+        result = await call.classify(pixels)
+    if signature != DIGIT_CHECK_SIGNATURE:
+        probabilities = result.probabilities
+        return json_response({"outputs": probabilities} if columnar else {"predictions": probabilities})
+    # Several outputs: TF Serving answers a dict of columns, or one dict per instance.
+    assert result.raw_scores is not None
+    if columnar:
+        return json_response({"outputs": {OUTPUT_NAME: result.probabilities, SCORE_NAME: result.raw_scores}})
+    rows = zip(result.probabilities, result.raw_scores.tolist(), strict=True)
+    return json_response({"predictions": [{OUTPUT_NAME: row, SCORE_NAME: score} for row, score in rows]})
 
 
-def parse_predict_request(body: bytes, max_images: int) -> tuple[np.ndarray, bool]:
-    """A predict body → (n, 28, 28) float32 pixels and whether it was columnar (`inputs`) rather than row
-    (`instances`) format, which decides the answer's format."""
+def parse_predict_request(body: bytes, max_images: int, loaded: LoadedVersion) -> tuple[np.ndarray, bool, str]:
+    """A predict body → (n, 28, 28) float32 pixels, whether it was columnar (`inputs`) rather than row
+    (`instances`) format, which decides the answer's format, and the signature it names (serving_default, or
+    digit_check for a version that has it: probabilities and the raw score)."""
     request = _json_object(body)
     signature = request.get("signature_name", SIGNATURE_NAME)
     if not isinstance(signature, str):
         raise InvalidRequest(
             f"JSON Value: {_dump(signature)} not formatted correctly. 'signature_name' key must be a string value."
         )
-    if signature not in ("", SIGNATURE_NAME):
+    signature = signature or SIGNATURE_NAME
+    if signature not in signature_defs(loaded) or signature.startswith("__"):
         raise InvalidRequest(f'Serving signature name: "{signature[:128]}" not found in signature def')
     if "instances" in request and "inputs" in request:
         raise InvalidRequest("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
     if "instances" in request:
-        return _instances(request["instances"], max_images), False
+        return _instances(request["instances"], max_images), False, signature
     if "inputs" in request:
-        return _inputs(request["inputs"], max_images), True
+        return _inputs(request["inputs"], max_images), True, signature
     raise InvalidRequest(
         f"Missing 'inputs' or 'instances' key; expected {{\"instances\": [<{INPUT_NAME}>, ...]}} where each "
         f"{INPUT_NAME} is a float32 {shape_text(INSTANCE_SHAPE)} list of pixels in [0, 1]"
@@ -285,8 +304,15 @@ def model_status(serving: ServingState, name: str, version: str | None, label: s
 def model_metadata(loaded: LoadedVersion) -> dict[str, Any]:
     return {
         "model_spec": {"name": loaded.model.name, "signature_name": "", "version": str(loaded.model.version)},
-        "metadata": {"signature_def": {"signature_def": SIGNATURE_DEFS}},
+        "metadata": {"signature_def": {"signature_def": signature_defs(loaded)}},
     }
+
+
+def signature_defs(loaded: LoadedVersion) -> dict[str, Any]:
+    """The version's signatures: the serving one, and `digit_check` when it was exported with one."""
+    if loaded.digit_check is None:
+        return SIGNATURE_DEFS
+    return {DIGIT_CHECK_SIGNATURE: DIGIT_CHECK_DEF, **SIGNATURE_DEFS}
 
 
 def _tensor_info(dtype: str, shape: tuple[int, ...] | None, name: str) -> dict[str, Any]:
@@ -309,6 +335,17 @@ SIGNATURE_DEFS: dict[str, Any] = {
         "method_name": "",
         "defaults": {},
     },
+}
+
+
+DIGIT_CHECK_DEF: dict[str, Any] = {
+    "inputs": {INPUT_NAME: _tensor_info("DT_FLOAT", INPUT_SHAPE, f"{DIGIT_CHECK_SIGNATURE}_{INPUT_NAME}:0")},
+    "outputs": {
+        OUTPUT_NAME: _tensor_info("DT_FLOAT", OUTPUT_SHAPE, "StatefulPartitionedCall_1:0"),
+        SCORE_NAME: _tensor_info("DT_FLOAT", (-1,), "StatefulPartitionedCall_1:1"),
+    },
+    "method_name": METHOD_NAME,
+    "defaults": {},
 }
 
 

@@ -135,7 +135,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if metrics is not None:
                 stats = state.get("stats")
                 model, version = (stats.model, stats.version) if stats is not None else (UNKNOWN, "")
-                metrics.request(PROTOCOL, model, version, code, time.monotonic() - arrived)
+                verdicts = stats and stats.verdicts()
+                metrics.request(PROTOCOL, model, version, code, time.monotonic() - arrived, verdicts=verdicts)
         raise AssertionError("context.abort raises")  # pragma: no cover
 
     async def _infer(
@@ -156,13 +157,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if pixels is None:
                 assert images.files is not None
                 pixels = await call.decode(images.files, preprocess=oip.preprocess_option(parameters(request)))
-            probabilities = await call.classify(pixels)
-        outputs = oip.requested_outputs([output.name for output in request.outputs])
+            result = await call.classify(pixels)
+        outputs = oip.requested_outputs([output.name for output in request.outputs], loaded)
         response = pb.ModelInferResponse(model_name=loaded.model.name, model_version=str(loaded.model.version))
         if request.id:
             response.id = request.id
         for spec in outputs:
-            values = oip.output_values(spec, probabilities)
+            values = oip.output_values(spec, result)
             response.outputs.add(name=spec.name, datatype=spec.datatype, shape=values.shape)
             response.raw_output_contents.append(values.tobytes())
         return response

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +27,7 @@ from starlette.responses import Response
 from service import core
 from service.admission import Deadline
 from service.dependencies import get_serving
+from service.digit_check import Classified
 from service.encoding import json_response
 from service.errors import InvalidJSON, InvalidRequest
 from service.inputs import INLINE_JSON_BYTES
@@ -154,23 +154,23 @@ async def infer(request: Request) -> Response:
         header_length = request.headers.get(HEADER_LENGTH)
         max_images = settings.max_images_per_request
         if len(body) <= INLINE_JSON_BYTES:
-            parsed = parse_infer_request(body, header_length, max_images)
+            parsed = parse_infer_request(body, header_length, max_images, loaded)
         else:
-            parsed = await run_in_threadpool(parse_infer_request, body, header_length, max_images)
+            parsed = await run_in_threadpool(parse_infer_request, body, header_length, max_images, loaded)
         images = parsed.images
         pixels = images.pixels
         if pixels is None:
             assert images.files is not None
             pixels = await call.decode(images.files, preprocess=parsed.preprocess)
-        probabilities = await call.classify(pixels)
-    return infer_response(loaded, parsed, probabilities)
+        result = await call.classify(pixels)
+    return infer_response(loaded, parsed, result)
 
 
 def resolve(serving: ServingState, model: str, version: str | None) -> LoadedVersion:
     return serving.registry.resolve(model, version_number(version))
 
 
-def parse_infer_request(body: bytes, header_length: str | None, max_images: int) -> InferRequest:
+def parse_infer_request(body: bytes, header_length: str | None, max_images: int, loaded: LoadedVersion) -> InferRequest:
     header, binary = split_body(body, header_length)
     document = _json_object(header)
     request_id = document.get("id")
@@ -192,7 +192,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_images: int)
             f"{offset:,}"
         )
     all_binary = _boolean(parameters.get("binary_data_output", False), "parameters.binary_data_output")
-    outputs = _requested_outputs(document.get("outputs"), all_binary)
+    outputs = _requested_outputs(document.get("outputs"), all_binary, loaded)
     images = oip.read_input(tensors, max_images=max_images)
     return InferRequest(request_id, images, oip.preprocess_option(parameters), outputs)
 
@@ -244,9 +244,9 @@ def _input_tensor(item: Any, index: int, binary: bytes, offset: int) -> tuple[oi
     return oip.InputTensor(name, datatype, shape, raw=binary[offset : offset + size]), size
 
 
-def _requested_outputs(outputs: Any, all_binary: bool) -> list[tuple[oip.TensorSpec, bool]]:
+def _requested_outputs(outputs: Any, all_binary: bool, loaded: LoadedVersion) -> list[tuple[oip.TensorSpec, bool]]:
     if outputs is None or outputs == []:  # none named: all of them
-        return [(spec, all_binary) for spec in oip.requested_outputs(None)]
+        return [(spec, all_binary) for spec in oip.requested_outputs(None, loaded)]
     if not isinstance(outputs, list) or not all(isinstance(item, dict) for item in outputs):
         raise InvalidRequest('outputs must be a list of objects such as {"name": "probabilities"}')
     names = []
@@ -258,15 +258,15 @@ def _requested_outputs(outputs: Any, all_binary: bool) -> list[tuple[oip.TensorS
         parameters = _parameters(item.get("parameters"), f"outputs[{index}].parameters")
         names.append(name)
         binary.append(_boolean(parameters.get("binary_data", all_binary), f"outputs[{index}].parameters.binary_data"))
-    return list(zip(oip.requested_outputs(names), binary, strict=True))
+    return list(zip(oip.requested_outputs(names, loaded), binary, strict=True))
 
 
-def infer_response(loaded: LoadedVersion, parsed: InferRequest, probabilities: np.ndarray) -> Response:
+def infer_response(loaded: LoadedVersion, parsed: InferRequest, result: Classified) -> Response:
     """The inference response: JSON data, or binary data after the JSON for the outputs that asked for it."""
     outputs = []
     chunks = []
     for spec, as_binary in parsed.outputs:
-        values = oip.output_values(spec, probabilities)
+        values = oip.output_values(spec, result)
         output: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(values.shape)}
         if as_binary:
             chunk = values.tobytes()

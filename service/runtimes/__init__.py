@@ -7,8 +7,11 @@ file. Choosing one is a lookup by name (DIGIT_SERVE_RUNTIME).
 - onnx.py: the ONNX model the export wrote beside it, through ONNX Runtime, without TensorFlow.
 
 A runtime reads float32 pixels in [0, 1], (n, 28, 28), the signature's own input (service/core.py scales uint8
-pixels; the TF Serving and Open Inference protocols send floats), and answers (n, 10) float32 probabilities.
-Feature maps (/predict?include=feature_maps) are optional: a runtime that cannot produce them says so.
+pixels; the TF Serving and Open Inference protocols send floats), and answers (n, 10) float32 probabilities, or,
+for a version that carries a "not a digit" check (its card's `digit_check`), (n, 11): the probabilities and the
+raw score side by side, from the `digit_check` signature (one model call for both; rows stay rows, so the batcher
+splits them as before). Feature maps (/predict?include=feature_maps) are optional: a runtime that cannot produce
+them says so.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from models.contract import DIGIT_CHECK_SIGNATURE, OUTPUT_NAME, SCORE_NAME, SIGNATURE_NAME
 from service.repository import ModelLoadError, ModelVersion
 
 RUNTIMES = ("savedmodel", "litert", "onnx")
@@ -36,7 +40,8 @@ class Runtime(Protocol):
     name: str
 
     def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 (n, 28, 28) pixels in [0, 1] → float32 (n, 10) probabilities; any n."""
+        """float32 (n, 28, 28) pixels in [0, 1] → float32 (n, 10) probabilities, or (n, 11) with the raw digit
+        score last when the version has a digit check; any n."""
         ...
 
     def warm_up(self) -> None:
@@ -92,6 +97,35 @@ def read_exported_model(model: ModelVersion, key: str, what: str) -> tuple[Path,
     if hashlib.sha256(content).hexdigest() != recorded["sha256"]:
         raise ModelLoadError(path, f"the {what} model's SHA-256 is not the one the card records")
     return path, content
+
+
+def has_digit_check(model: ModelVersion) -> bool:
+    """Whether the version was exported with the `digit_check` signature (and its converted models are it)."""
+    return model.card.get("digit_check") is not None
+
+
+def served_signature(model: ModelVersion) -> tuple[str, list[str]]:
+    """The signature a runtime calls for this version, and its outputs in the order `classify` puts them."""
+    if has_digit_check(model):
+        return DIGIT_CHECK_SIGNATURE, [OUTPUT_NAME, SCORE_NAME]
+    return SIGNATURE_NAME, [OUTPUT_NAME]
+
+
+def side_by_side(outputs: list[np.ndarray]) -> np.ndarray:
+    """The outputs of one call as `classify` answers: probabilities (n, 10), then the score (n,) as a column."""
+    if len(outputs) == 1:
+        return outputs[0]
+    return np.concatenate([outputs[0], outputs[1].reshape(-1, 1)], axis=1)
+
+
+def check_warm_up(model: ModelVersion, path: Path, answer: np.ndarray, size: int) -> None:
+    """A warm-up call's answer must be `size` rows of probabilities (and a finite score when there is one)."""
+    width = 11 if has_digit_check(model) else 10
+    probabilities = answer[:, :10]
+    if answer.shape != (size, width) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+        raise ModelLoadError(path, f"warm-up gave {answer.shape} rows that are not probabilities")
+    if not np.isfinite(answer).all():
+        raise ModelLoadError(path, "warm-up gave values that are not finite")
 
 
 def tensorflow_installed() -> bool:

@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from models.contract import INPUT_NAME, LITERT_PATH, OUTPUT_NAME, SIGNATURE_NAME
+from models.contract import INPUT_NAME, LITERT_PATH
 from service.repository import ModelLoadError, ModelVersion
 from service.runtimes import (
     Runtime,
     RuntimeOptions,
+    check_warm_up,
     decompose,
     powers_of_two_up_to,
     read_exported_model,
+    served_signature,
+    side_by_side,
     tensorflow_installed,
 )
 
@@ -76,31 +79,31 @@ class LiteRTRuntime:
     def __init__(self, model: ModelVersion, flatbuffer: bytes, options: RuntimeOptions) -> None:
         self.model = model
         interpreter_class = _interpreter_class()
+        signature, self._outputs = served_signature(model)
         try:
             self._runners = {
-                size: _fixed_size_runner(interpreter_class, flatbuffer, size, options.threads)
+                size: _fixed_size_runner(interpreter_class, flatbuffer, size, options.threads, signature, self._outputs)
                 for size in powers_of_two_up_to(options.max_batch_size)
             }
         except (KeyError, ValueError, RuntimeError) as error:
             raise ModelLoadError(model.path / LITERT_PATH, f"not a usable LiteRT model: {error}") from None
 
     def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10)."""
+        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10), and the raw
+        digit score as an 11th column when the version has one."""
         batch = pixels[..., np.newaxis]
         results = []
         start = 0
         for size in decompose(len(batch), max(self._runners)):
-            results.append(self._runners[size](**{INPUT_NAME: batch[start : start + size]})[OUTPUT_NAME])
+            outputs = self._runners[size](**{INPUT_NAME: batch[start : start + size]})
+            results.append(side_by_side([outputs[name] for name in self._outputs]))
             start += size
         return results[0] if len(results) == 1 else np.concatenate(results)
 
     def warm_up(self) -> None:
         for size in self._runners:
-            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
-            if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
-                raise ModelLoadError(
-                    self.model.path / LITERT_PATH, f"warm-up gave {probabilities.shape} rows that are not probabilities"
-                )
+            answer = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
+            check_warm_up(self.model, self.model.path / LITERT_PATH, answer, size)
 
     def check_agreement(self, saved_model: Runtime) -> None:
         """A conversion made at load must give the SavedModel's answers on a probe batch, or it is not used."""
@@ -123,13 +126,15 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
-def _fixed_size_runner(interpreter_class: Any, flatbuffer: bytes, size: int, threads: int) -> Runner:
+def _fixed_size_runner(
+    interpreter_class: Any, flatbuffer: bytes, size: int, threads: int, name: str, outputs: list[str]
+) -> Runner:
     interpreter = interpreter_class(model_content=flatbuffer, num_threads=threads or None)
-    signature = interpreter.get_signature_list().get(SIGNATURE_NAME)
-    if signature is None or signature["inputs"] != [INPUT_NAME] or signature["outputs"] != [OUTPUT_NAME]:
-        raise ValueError(f"its {SIGNATURE_NAME} signature is {signature}; expected image → probabilities")
-    input_index = interpreter.get_signature_runner(SIGNATURE_NAME).get_input_details()[INPUT_NAME]["index"]
+    signature = interpreter.get_signature_list().get(name)
+    if signature is None or signature["inputs"] != [INPUT_NAME] or sorted(signature["outputs"]) != sorted(outputs):
+        raise ValueError(f"its {name} signature is {signature}; expected image → {', '.join(outputs)}")
+    input_index = interpreter.get_signature_runner(name).get_input_details()[INPUT_NAME]["index"]
     interpreter.resize_tensor_input(input_index, [size, 28, 28, 1], strict=False)
     interpreter.allocate_tensors()
-    runner: Runner = interpreter.get_signature_runner(SIGNATURE_NAME)
+    runner: Runner = interpreter.get_signature_runner(name)
     return runner

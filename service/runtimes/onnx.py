@@ -15,13 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from models.contract import INPUT_NAME, ONNX_PATH, OUTPUT_NAME
+from models.contract import INPUT_NAME, ONNX_PATH
 from service.repository import ModelLoadError, ModelVersion
 from service.runtimes import (
     Runtime,
     RuntimeOptions,
+    check_warm_up,
     powers_of_two_up_to,
     read_exported_model,
+    served_signature,
+    side_by_side,
     tensorflow_installed,
 )
 
@@ -56,23 +59,22 @@ class OnnxRuntime:
         self.model = model
         self.max_batch_size = options.max_batch_size
         path, serialized = read_exported_model(model, "onnx", "ONNX")
-        self._session = _session(serialized, options.threads, path)
+        _, self._outputs = served_signature(model)
+        self._session = _session(serialized, options.threads, path, self._outputs)
 
     def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10)."""
-        result: np.ndarray = self._session.run([OUTPUT_NAME], {INPUT_NAME: pixels[..., np.newaxis]})[0]
-        return result
+        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10), and the raw
+        digit score as an 11th column when the version has one."""
+        return side_by_side(self._session.run(self._outputs, {INPUT_NAME: pixels[..., np.newaxis]}))
 
     def warm_up(self) -> None:
         for size in powers_of_two_up_to(self.max_batch_size):
-            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
-            if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
-                raise ModelLoadError(
-                    self.model.path / ONNX_PATH, f"warm-up gave {probabilities.shape} rows that are not probabilities"
-                )
+            check_warm_up(
+                self.model, self.model.path / ONNX_PATH, self.classify(np.zeros((size, 28, 28), np.float32)), size
+            )
 
 
-def _session(serialized: bytes, threads: int, path: Any) -> Any:
+def _session(serialized: bytes, threads: int, path: Any, expected_outputs: list[str]) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -85,6 +87,8 @@ def _session(serialized: bytes, threads: int, path: Any) -> Any:
         raise ModelLoadError(path, f"not a usable ONNX model: {str(error).splitlines()[0]}") from None
     inputs = [(tensor.name, tensor.shape) for tensor in session.get_inputs()]
     outputs = [tensor.name for tensor in session.get_outputs()]
-    if [name for name, _ in inputs] != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise ModelLoadError(path, f"its inputs are {inputs} and outputs {outputs}; expected image → probabilities")
+    if [name for name, _ in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(expected_outputs):
+        raise ModelLoadError(
+            path, f"its inputs are {inputs} and outputs {outputs}; expected image → {', '.join(expected_outputs)}"
+        )
     return session

@@ -15,10 +15,24 @@ from typing import Any
 import numpy as np
 
 from models import contract
-from models.contract import FEATURE_MAPS_SIGNATURE, INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from models.contract import (
+    DIGIT_CHECK_SIGNATURE,
+    FEATURE_MAPS_SIGNATURE,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SCORE_NAME,
+    SIGNATURE_NAME,
+)
 from service.errors import NotSupported
 from service.repository import ModelLoadError, ModelVersion
-from service.runtimes import FeatureMap, RuntimeOptions, padded_batch_sizes
+from service.runtimes import (
+    FeatureMap,
+    RuntimeOptions,
+    check_warm_up,
+    padded_batch_sizes,
+    served_signature,
+    side_by_side,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not ours to log.
 
@@ -46,17 +60,21 @@ class SavedModelRuntime:
             self._saved_model = tf.saved_model.load(str(model.path))
         except Exception as error:  # TensorFlow raises many types for a broken SavedModel.
             raise ModelLoadError(model.path, f"not a loadable SavedModel: {first_line(error)}") from None
-        self._signature = _checked_signature(self._saved_model, model.path)
-        _check_parameter_count(self._signature.variables, model)
+        serving = _checked_signature(self._saved_model, model.path)
+        _check_parameter_count(serving.variables, model)
+        name, self._outputs = served_signature(model)
+        self._signature = serving if name == SIGNATURE_NAME else _checked_digit_check(self._saved_model, model.path)
 
     def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10)."""
+        """float32 pixels (n, 28, 28) in [0, 1], MNIST polarity → float32 probabilities (n, 10), and the raw
+        digit score as an 11th column when the version has one (its `digit_check` signature)."""
         count = len(pixels)
         padded_size = next((size for size in self.batch_sizes if size >= count), count)
         batch = pixels[..., np.newaxis]
         if padded_size > count:
             batch = np.concatenate([batch, np.zeros((padded_size - count, 28, 28, 1), dtype=np.float32)])
-        return self._signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()[:count]
+        outputs = self._signature(**{INPUT_NAME: tf.constant(batch)})
+        return side_by_side([outputs[name].numpy()[:count] for name in self._outputs])
 
     def feature_maps(self, pixels: np.ndarray) -> list[FeatureMap]:
         """Each convolution's and pooling's output for one image, from the SavedModel's `feature_maps` signature."""
@@ -73,16 +91,12 @@ class SavedModelRuntime:
     def warm_up(self) -> None:
         """Run every batch size the server will use once, and check the answers are probabilities."""
         for size in self.batch_sizes:
-            probabilities = self.classify(np.zeros((size, 28, 28), dtype=np.float32))
-            if probabilities.shape != (size, 10) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
-                raise ModelLoadError(
-                    self.model.path, f"warm-up gave {probabilities.shape} rows that are not probabilities"
-                )
+            check_warm_up(self.model, self.model.path, self.classify(np.zeros((size, 28, 28), np.float32)), size)
 
 
 def convert_to_litert(model: ModelVersion) -> bytes:
-    """The version's serving signature as a LiteRT (TFLite) flatbuffer."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(model.path), signature_keys=[SIGNATURE_NAME])
+    """The signature the version is served from as a LiteRT (TFLite) flatbuffer."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model.path), signature_keys=[served_signature(model)[0]])
     return bytes(converter.convert())
 
 
@@ -108,6 +122,26 @@ def _checked_signature(saved_model: Any, path: Any) -> Any:
         )
     _check_spec(path, "input", inputs[INPUT_NAME], INPUT_SHAPE)
     _check_spec(path, "output", outputs[OUTPUT_NAME], OUTPUT_SHAPE)
+    return signature
+
+
+def _checked_digit_check(saved_model: Any, path: Any) -> Any:
+    """The `digit_check` signature a card with a digit check promises: image → probabilities and score."""
+    signature = getattr(saved_model, "signatures", {}).get(DIGIT_CHECK_SIGNATURE)
+    if signature is None:
+        raise ModelLoadError(
+            path, f"the card has a digit_check but the SavedModel has no {DIGIT_CHECK_SIGNATURE!r} signature"
+        )
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    if list(inputs) != [INPUT_NAME] or sorted(outputs) != sorted([OUTPUT_NAME, SCORE_NAME]):
+        raise ModelLoadError(
+            path,
+            f"{DIGIT_CHECK_SIGNATURE} maps {sorted(inputs)} → {sorted(outputs)}; expected image → probabilities, score",
+        )
+    _check_spec(path, "input", inputs[INPUT_NAME], INPUT_SHAPE)
+    _check_spec(path, "output", outputs[OUTPUT_NAME], OUTPUT_SHAPE)
+    _check_spec(path, "score", outputs[SCORE_NAME], [None])
     return signature
 
 

@@ -197,6 +197,10 @@ function showAnswers(results) {
         : "";
       card.querySelector(".digit").textContent = prediction.digit;
       card.querySelector(".confidence").textContent = `${(100 * prediction.confidence).toFixed(1)}% sure`;
+      // is_digit is null for versions exported without a digit check: nothing is claimed either way.
+      const doubtful = prediction.is_digit === false;
+      card.querySelector(".not-digit").hidden = !doubtful;
+      card.classList.toggle("doubtful", doubtful);
       const bars = card.querySelector(".bars");
       bars.setAttribute(
         "aria-label",
@@ -220,7 +224,11 @@ function showAnswers(results) {
     }),
   );
   statusLine.textContent = results
-    .map(({ model, body }) => `${model} reads ${body.predictions[0].digit}, ${(100 * body.predictions[0].confidence).toFixed(0)}% sure`)
+    .map(({ model, body }) =>
+      body.predictions[0].is_digit === false
+        ? `${model}: that doesn't look like a digit`
+        : `${model} reads ${body.predictions[0].digit}, ${(100 * body.predictions[0].confidence).toFixed(0)}% sure`,
+    )
     .join("; ");
 }
 
@@ -303,7 +311,9 @@ async function showAbout() {
     const plots = document.createElement("div");
     plots.className = "plots";
     const base = `models/${encodeURIComponent(model)}/versions/${summary.model.version}/assets/`;
-    for (const [file, alt] of [["training_curves.png", "Training curves"], ["confusion_matrix.png", "Confusion matrix"]]) {
+    const pictures = [["training_curves.png", "Training curves"], ["confusion_matrix.png", "Confusion matrix"]];
+    if (summary.calibration) pictures.push(["reliability_diagram.png", "Reliability diagram"]);
+    for (const [file, alt] of pictures) {
       const picture = document.createElement("img");
       picture.src = base + file;
       picture.alt = `${alt} of ${model} version ${summary.model.version}`;

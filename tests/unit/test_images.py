@@ -19,7 +19,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from service.errors import BlankImage, ImageTooLarge, InvalidImage, InvalidShape, ServiceError
-from service.images import SUPPORTED_FORMATS, decode_image, file_to_mnist, image_as_is, normalise_to_mnist
+from service.images import (
+    SUPPORTED_FORMATS,
+    decode_image,
+    file_to_mnist,
+    image_as_is,
+    normalise,
+    normalise_to_mnist,
+)
 
 MAX_PIXELS = 40_000_000
 SUPPORTED_TEXT = "PNG, JPEG, GIF, BMP or WEBP"
@@ -506,3 +513,30 @@ def test_image_as_is_scales_16_bit_to_8_bit() -> None:
     result = image_as_is(Image.fromarray(levels))
 
     np.testing.assert_array_equal(result, levels // 257)
+
+
+# What the digit kept of the drawing (the "not a digit" check reads it).
+
+
+def test_a_lone_digit_keeps_all_its_ink_even_beside_specks_and_ruled_lines() -> None:
+    assert normalise(seven()).ink_kept == 1.0
+    sheet = seven(size=(600, 500), box=(200, 120, 400, 400), pen=14)
+    draw = ImageDraw.Draw(sheet)
+    draw.line([(0, 12), (600, 12)], fill=255, width=3)  # a ruled line along the top edge
+    for x, y in ((40, 300), (560, 450), (300, 470)):
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=255)  # specks
+    kept = normalise(sheet)
+    assert kept.ink_kept == 1.0 and kept.digit.max() == 255
+
+
+def test_two_things_far_apart_keep_one_and_say_how_much_was_dropped() -> None:
+    two_sevens = seven(size=(900, 300), box=(40, 40, 240, 260))
+    ImageDraw.Draw(two_sevens).line([(660, 40), (860, 40), (726, 260)], fill=255, width=18, joint="curve")
+    assert normalise(two_sevens).ink_kept == pytest.approx(0.5, abs=0.05)
+    face = Image.new("L", (300, 300), 0)
+    draw = ImageDraw.Draw(face)
+    draw.ellipse([20, 20, 280, 280], outline=255, width=12)  # dropped as a frame around the rest
+    draw.arc([80, 110, 220, 230], 20, 160, fill=255, width=12)
+    for x in (110, 190):
+        draw.ellipse([x - 10, 100, x + 10, 120], fill=255)
+    assert normalise(face).ink_kept < 0.5

@@ -18,8 +18,8 @@ from service.runtimes import RUNTIMES, Runtime, RuntimeOptions, decompose, load_
 from service.runtimes.savedmodel import SavedModelRuntime
 
 
-def load(repository: Path, runtime: str, max_batch_size: int = 64) -> Runtime:
-    model = locate_model(repository / "tiny", None, repository / "model_card.schema.json")
+def load(repository: Path, runtime: str, max_batch_size: int = 64, version: int | None = None) -> Runtime:
+    model = locate_model(repository / "tiny", version, repository / "model_card.schema.json")
     return load_runtime(model, runtime, RuntimeOptions(threads=1, max_batch_size=max_batch_size))
 
 
@@ -43,6 +43,24 @@ def test_runtime_contract_agrees_with_the_savedmodel(
     images = unit_pixels(mnist_sample["x_test"][:100])
     reference = load(tiny_model_repository, "savedmodel").classify(images)
     np.testing.assert_allclose(load(tiny_model_repository, name).classify(images), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_runtime_contract_a_version_with_a_digit_check_answers_its_score_too(
+    tiny_checked_repository: Path, mnist_sample: dict, name: str
+) -> None:
+    runtime = load(tiny_checked_repository, name, max_batch_size=16, version=2)
+    runtime.warm_up()
+    reference = load(tiny_checked_repository, "savedmodel", version=2)
+    for size in (1, 7, 37):
+        images = unit_pixels(mnist_sample["x_test"][:size])
+        answer = runtime.classify(images)
+        assert answer.shape == (size, 11) and answer.dtype == np.float32
+        np.testing.assert_allclose(answer[:, :10].sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(answer, reference.classify(images), rtol=1e-5, atol=1e-5)
+    noise = np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)
+    digits = unit_pixels(mnist_sample["x_test"][:8])
+    assert np.median(runtime.classify(noise)[:, 10]) < np.median(runtime.classify(digits)[:, 10])
 
 
 def test_litert_runtime_loads_the_exported_file_without_converting(
