@@ -19,8 +19,8 @@
 
 # The version of models/mnist_convnet baked into the images: the committed default unless told otherwise. Version 2
 # has the weights of version 1, exported again with the LiteRT model and the feature_maps signature.
-ARG MODEL_VERSION=2
-ARG NO_MAXPOOL_VERSION=2
+ARG MODEL_VERSION=3
+ARG NO_MAXPOOL_VERSION=3
 
 # --- base: the interpreter, the unprivileged user and the environment both images share -----------------------
 FROM python:3.11-slim AS base

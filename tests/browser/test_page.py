@@ -85,6 +85,40 @@ def test_a_drawn_digit_is_predicted(page: Any, strokes: list, digit: str) -> Non
     assert page.problems == [] and page.foreign == []
 
 
+HASH = [
+    [(0.38, 0.12), (0.3, 0.88)],
+    [(0.68, 0.12), (0.6, 0.88)],
+    [(0.12, 0.36), (0.88, 0.36)],
+    [(0.12, 0.64), (0.88, 0.64)],
+]
+STAR = [
+    [
+        (
+            0.5 + (0.42 if k % 2 == 0 else 0.17) * math.sin(k * math.pi / 5),
+            0.52 - (0.42 if k % 2 == 0 else 0.17) * math.cos(k * math.pi / 5),
+        )
+        for k in range(11)
+    ]
+]
+
+
+@pytest.mark.parametrize("strokes", [HASH, STAR], ids=["hash", "star"])
+def test_a_drawing_that_is_not_a_digit_is_called_out(page: Any, strokes: list) -> None:
+    notice = page.get_by_test_id("not-a-digit").first
+    draw(page, SEVEN)
+    expect(page.get_by_test_id("prediction").first).to_have_text("7")
+    expect(notice).to_be_hidden()
+    page.get_by_test_id("clear").click()
+    draw(page, strokes)
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text("That doesn't look like a digit. Draw a single digit, 0 to 9.")
+    expect(page.locator("#status")).to_contain_text("doesn't look like a digit")
+    page.get_by_test_id("clear").click()
+    draw(page, ZERO)
+    expect(page.get_by_test_id("prediction").first).to_have_text("0")
+    expect(notice).to_be_hidden()
+
+
 def _file_bytes(digit: np.ndarray, image_format: str) -> bytes:
     buffer = io.BytesIO()
     if image_format == "PNG":

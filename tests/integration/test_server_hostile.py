@@ -194,6 +194,10 @@ HOSTILE_SELECTIONS = {
     "an unknown label": ("/predict", {"label": "'; DROP TABLE"}, 404, "version_not_found"),
     "a version and a label": ("/predict", {"version": "1", "label": "stable"}, 422, "invalid_request"),
     "a model in the path and the query": ("/models/mnist_convnet/predict", {"model": "x"}, 422, "invalid_request"),
+    "a 10,000-character reject": ("/predict", {"reject": "n" * 10_000}, 422, "invalid_request"),
+    "reject with a NUL": ("/predict", {"reject": "not_digit\x00"}, 422, "invalid_request"),
+    "reject in capitals": ("/predict", {"reject": "NOT_DIGIT"}, 422, "invalid_request"),
+    "an empty reject": ("/predict", {"reject": ""}, 422, "invalid_request"),
 }
 
 
@@ -205,6 +209,11 @@ def test_hostile_model_selection_gets_a_clear_4xx(client: httpx.Client, name: st
     envelope = ErrorEnvelope.model_validate(response.json())
     assert envelope.error.code == code and len(envelope.error.message) < 1000, envelope
     assert client.get("/health/live").status_code == 200
+
+
+def test_hostile_blank_image_with_reject_is_still_blank_not_a_crash(client: httpx.Client) -> None:
+    response = client.post("/predict", params={"reject": "not_digit"}, **HOSTILE["blank white png"])  # type: ignore[arg-type]
+    assert response.status_code == 422 and response.json()["error"]["code"] == "blank_image", response.text
 
 
 def test_hostile_summary_selection_is_validated(client: httpx.Client) -> None:

@@ -31,6 +31,7 @@ FAMILIES = (
     "digit_serve_model_state",
     "digit_serve_model_load_duration_seconds",
     "digit_serve_model_load_failures",
+    "digit_serve_digit_check_images",
     "process_resident_memory_bytes",
     "process_open_fds",
 )
@@ -110,6 +111,10 @@ def test_metrics_move_with_traffic_on_every_protocol(
     assert value(after, "digit_serve_model_load_duration_seconds_count", model="mnist_convnet") >= 1
     assert value(after, "digit_serve_model_load_failures_total", model="mnist_convnet") == 0
     assert value(after, "digit_serve_inflight_requests") >= 0
+    judged = sum(
+        delta("digit_serve_digit_check_images_total", verdict=verdict, **MODEL) for verdict in ("digit", "not_digit")
+    )
+    assert judged == 7  # every image that reached the model, on every protocol: 3 + 1 + 1 + 1 + 1
 
 
 @local_only  # each replica counts its own share of the requests

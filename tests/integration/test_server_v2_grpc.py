@@ -46,7 +46,9 @@ def test_grpc_health_and_metadata(triton: triton_grpc.InferenceServerClient) -> 
     assert metadata["versions"] == [VERSION] and metadata["platform"] == "tensorflow_savedmodel"
     inputs = {tensor["name"]: tensor for tensor in metadata["inputs"]}
     assert inputs["image"]["datatype"] == "FP32" and inputs["image"]["shape"] == ["-1", "28", "28", "1"]
-    assert {tensor["name"] for tensor in metadata["outputs"]} == {"probabilities", "digit"}
+    outputs = {tensor["name"]: tensor for tensor in metadata["outputs"]}
+    assert set(outputs) == {"probabilities", "digit", "digit_score", "is_digit"}  # the committed version checks
+    assert outputs["is_digit"]["datatype"] == "BOOL" and outputs["digit_score"]["shape"] == ["-1"]
 
 
 def test_grpc_batch_of_real_digits(
@@ -61,6 +63,29 @@ def test_grpc_batch_of_real_digits(
     assert probabilities.shape == (64, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
     assert (result.as_numpy("digit") == labels).mean() >= 0.96
+
+
+def test_grpc_says_which_images_are_digits(
+    triton: triton_grpc.InferenceServerClient, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from bench import nondigits
+
+    letters = [sample.data for sample in nondigits.samples("drawn_letters", 8, seed=11)]
+    files = np.array([*letters, *(encode_png(image) for image in digits[0][:8])], dtype=np.object_)
+    tensor = triton_grpc.InferInput("image_bytes", [len(files)], "BYTES")
+    tensor.set_data_from_numpy(files)
+    wanted = [triton_grpc.InferRequestedOutput(name) for name in ("is_digit", "digit_score")]
+    result = triton.infer(MODEL, [tensor], outputs=wanted)
+    is_digit, scores = result.as_numpy("is_digit"), result.as_numpy("digit_score")
+    assert is_digit.dtype == np.bool_ and scores.dtype == np.float32 and is_digit.shape == (16,)
+    assert is_digit[8:].all() and (~is_digit[:8]).sum() >= 6
+    assert scores[8:].min() > scores[:8].min()
+
+
+def encode_png(digit: np.ndarray) -> bytes:
+    from tests.drawing import as_person_would, encode
+
+    return encode(as_person_would(digit, seed=int(digit.sum()) % 1000))
 
 
 def test_grpc_output_selection_and_uint8_and_bytes_inputs(

@@ -61,7 +61,9 @@ def test_v2_tritonclient_health_and_metadata(triton: triton_http.InferenceServer
     inputs = {tensor["name"]: tensor for tensor in metadata["inputs"]}
     assert inputs["image"] == {"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}
     assert inputs["image_uint8"]["datatype"] == "UINT8" and inputs["image_bytes"]["datatype"] == "BYTES"
-    assert {tensor["name"] for tensor in metadata["outputs"]} == {"probabilities", "digit"}
+    outputs = {tensor["name"]: tensor for tensor in metadata["outputs"]}
+    assert set(outputs) == {"probabilities", "digit", "digit_score", "is_digit"}  # the committed version checks
+    assert outputs["is_digit"] == {"name": "is_digit", "datatype": "BOOL", "shape": [-1]}
     assert triton.get_model_metadata(MODEL, VERSION)["versions"] == [VERSION]
 
 
@@ -290,4 +292,5 @@ def test_v2_empty_outputs_list_means_every_output(client: httpx.Client) -> None:
     """`"outputs": []` names no output, as leaving it out does (it once failed with a 500)."""
     response = client.post(INFER, json={**fp32_input([1, 28, 28, 1], data=[0.0] * 784), "outputs": []})
     assert response.status_code == 200, response.text
-    assert [output["name"] for output in response.json()["outputs"]] == ["probabilities", "digit"]
+    names = [output["name"] for output in response.json()["outputs"]]
+    assert names == ["probabilities", "digit", "digit_score", "is_digit"]  # every output of the served version
