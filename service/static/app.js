@@ -79,6 +79,8 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 function clearPad() {
+  clearTimeout(pending); // a prediction still to be sent is not sent,
+  sequence++; // and the answer to one already sent is dropped when it arrives
   strokes.length = 0;
   uploaded = null;
   paint();
