@@ -105,10 +105,11 @@ def score_quantiles(validation_scores: FloatArray, count: int = QUANTILE_COUNT) 
     ]
 
 
-def digit_scores(raw: FloatArray, quantiles: FloatArray) -> FloatArray:
+def digit_scores(raw: FloatArray, quantiles: FloatArray, shares: FloatArray | None = None) -> FloatArray:
     """Raw scores → the share of validation digits scoring lower (0 below all of them, 1 above all of them),
-    interpolated between the stored quantiles."""
-    shares = np.linspace(0.0, 1.0, len(quantiles))
+    interpolated between the stored quantiles (`shares`: their evenly spaced shares, if already at hand)."""
+    if shares is None:
+        shares = np.linspace(0.0, 1.0, len(quantiles))
     return np.interp(raw, quantiles, shares, left=0.0, right=1.0)
 
 

@@ -8,7 +8,7 @@ without the check answers `is_digit: null`, and /model/summary says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -36,12 +36,16 @@ class DigitCheck:
     threshold: float
     threshold_source: Literal["card", "DIGIT_SERVE_DIGIT_THRESHOLD"]
     card_threshold: float
+    shares: np.ndarray = field(init=False, repr=False)  # the quantiles' shares, computed once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shares", np.linspace(0.0, 1.0, len(self.quantiles)))
 
     def judge(self, raw_scores: np.ndarray, ink_kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw scores (n,) → digit_score (n,) float64 in [0, 1] and is_digit (n,) bool. An image normalised from a
         file that kept less than MIN_INK_KEPT of its ink scores 0."""
-        scores = digit_check.digit_scores(raw_scores, self.quantiles)
-        if ink_kept is not None:
+        scores = digit_check.digit_scores(raw_scores, self.quantiles, self.shares)
+        if ink_kept is not None and (ink_kept < MIN_INK_KEPT).any():
             scores = np.where(ink_kept < MIN_INK_KEPT, 0.0, scores)
         return scores, scores >= self.threshold
 
