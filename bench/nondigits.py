@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.preprocess_eval import Sample, draw_pen, encoded, pen_placement, photograph
+from bench.preprocess_eval import Sample, draw_pen, encoded, pen_placement, photograph, thinned
 
 LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxy"  # every Latin letter but the digit look-alikes
 SYMBOLS = "#%&@$?+=*<>~{}^"
@@ -44,8 +44,6 @@ def evaluation_fonts() -> list[Path]:
 
 def glyph_skeleton(text: str, font_path: Path, rng: np.random.Generator, side: int = 140) -> np.ndarray:
     """The one-pixel skeleton of `text` set in the font, slanted a little, on a side x side grid."""
-    from bench.preprocess_eval import _zhang_suen_removable
-
     font = ImageFont.truetype(str(font_path), 96)
     canvas = Image.new("L", (side * 2, side), 0)
     draw = ImageDraw.Draw(canvas)
@@ -54,16 +52,7 @@ def glyph_skeleton(text: str, font_path: Path, rng: np.random.Generator, side: i
     shear = rng.uniform(-0.25, 0.25)
     canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, shear, -shear * side / 2, 0, 1, 0))
     canvas = canvas.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR)
-    ink = np.pad(np.asarray(canvas) >= 128, 1)
-    changed = True
-    while changed:
-        changed = False
-        for first_pass in (True, False):
-            removable = _zhang_suen_removable(ink, first_pass)
-            if removable.any():
-                ink &= ~removable
-                changed = True
-    return ink[1:-1, 1:-1]
+    return thinned(np.asarray(canvas) >= 128)
 
 
 def canvas_drawing(skeleton: np.ndarray, rng: np.random.Generator) -> bytes:

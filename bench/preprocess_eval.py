@@ -148,7 +148,12 @@ def enlarged(digit: UInt8Array, side: int) -> Image.Image:
 
 def skeleton_of(digit: UInt8Array) -> BoolArray:
     """The digit's one-pixel skeleton at SKELETON_SIDE (Zhang-Suen thinning of the enlarged, thresholded digit)."""
-    ink = np.pad(np.asarray(enlarged(digit, SKELETON_SIDE)) >= 128, 1)
+    return thinned(np.asarray(enlarged(digit, SKELETON_SIDE)) >= 128)
+
+
+def thinned(ink: BoolArray) -> BoolArray:
+    """A one-pixel skeleton of the ink (Zhang-Suen thinning)."""
+    ink = np.pad(ink, 1)
     changed = True
     while changed:
         changed = False

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,16 @@ def wait_until_ready(server: ServerProcess, timeout: float = 90) -> None:
         time.sleep(0.2)
     server.stop()
     raise AssertionError(f"the server was not ready within {timeout} s:\n{server.log()}")
+
+
+@contextmanager
+def ready(server: ServerProcess) -> Iterator[ServerProcess]:
+    """The server once it answers ready; stopped when the block ends, however it ends."""
+    try:
+        wait_until_ready(server)
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass(frozen=True)

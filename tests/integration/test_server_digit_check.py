@@ -15,7 +15,7 @@ from bench import nondigits
 from service.schemas import ModelSummary, PredictResponse
 from tests.conftest import COMMITTED_MODEL, VERSION
 from tests.drawing import as_person_would, encode, on_transparent_canvas
-from tests.integration.conftest import ServerProcess, local_only, start_server, wait_until_ready
+from tests.integration.conftest import ServerProcess, local_only, ready, start_server
 
 # The newest committed version without a digit check (the one the check was fine-tuned from).
 UNCHECKED_VERSION = "2"
@@ -164,14 +164,9 @@ def test_summary_shows_calibration_and_the_check(client: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def unchecked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The committed model pinned to the version exported before the digit check."""
-    server = start_server(
-        COMMITTED_MODEL, tmp_path_factory.mktemp("unchecked") / "server.log", "--model-version", UNCHECKED_VERSION
-    )
-    try:
-        wait_until_ready(server)
+    log = tmp_path_factory.mktemp("unchecked") / "server.log"
+    with ready(start_server(COMMITTED_MODEL, log, "--model-version", UNCHECKED_VERSION)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @local_only
@@ -213,17 +208,14 @@ def test_a_version_without_a_check_answers_null_and_says_why(
 
 @local_only
 def test_the_operator_can_override_the_threshold(tmp_path: Path, mnist_sample: dict) -> None:
-    server = start_server(COMMITTED_MODEL, tmp_path / "server.log", env={"DIGIT_SERVE_DIGIT_THRESHOLD": "0.999"})
-    try:
-        wait_until_ready(server)
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            check = http.get("/model/summary").json()["digit_check"]
-            assert check["threshold"] == 0.999 and check["threshold_source"] == "DIGIT_SERVE_DIGIT_THRESHOLD"
-            assert check["card_threshold"] < 0.05
-            response = http.post("/predict", json={"images": mnist_sample["x_test"][:8].tolist()})
-            assert not any(prediction["is_digit"] for prediction in response.json()["predictions"])
-    finally:
-        server.stop()
+    override = {"DIGIT_SERVE_DIGIT_THRESHOLD": "0.999"}
+    server = start_server(COMMITTED_MODEL, tmp_path / "server.log", env=override)
+    with ready(server), httpx.Client(base_url=server.url, timeout=30) as http:
+        check = http.get("/model/summary").json()["digit_check"]
+        assert check["threshold"] == 0.999 and check["threshold_source"] == "DIGIT_SERVE_DIGIT_THRESHOLD"
+        assert check["card_threshold"] < 0.05
+        response = http.post("/predict", json={"images": mnist_sample["x_test"][:8].tolist()})
+        assert not any(prediction["is_digit"] for prediction in response.json()["predictions"])
     refused = start_server(COMMITTED_MODEL, tmp_path / "bad.log", env={"DIGIT_SERVE_DIGIT_THRESHOLD": "1.5"})
     refused.process.wait(timeout=60)
     assert refused.process.returncode != 0 and "digit_threshold" in refused.log()

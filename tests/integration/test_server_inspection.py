@@ -17,7 +17,7 @@ from PIL import Image
 from service.schemas import PredictResponse
 from tests.conftest import COMMITTED_MODEL, VERSION
 from tests.drawing import as_person_would, encode
-from tests.integration.conftest import ServerProcess, local_only, start_server, wait_until_ready
+from tests.integration.conftest import ServerProcess, local_only, ready, start_server, wait_until_ready
 
 
 def decoded_png(text: str) -> np.ndarray:
@@ -137,18 +137,10 @@ def test_include_refusals_say_what_is_wrong(
 
 @pytest.fixture(scope="module")
 def litert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server(
-        COMMITTED_MODEL,
-        tmp_path_factory.mktemp("litert") / "server.log",
-        "--model-version",
-        VERSION,
-        env={"DIGIT_SERVE_RUNTIME": "litert"},
-    )
-    try:
-        wait_until_ready(server)
+    log = tmp_path_factory.mktemp("litert") / "server.log"
+    litert = {"DIGIT_SERVE_RUNTIME": "litert"}
+    with ready(start_server(COMMITTED_MODEL, log, "--model-version", VERSION, env=litert)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @local_only
