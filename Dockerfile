@@ -17,8 +17,8 @@
 # (assets.extra/model.tflite, checked against the SavedModel at export). It builds with the legacy builder too (no
 # RUN --mount, no heredocs).
 
-# The version of models/mnist_convnet baked into the images: the committed default unless told otherwise. Version 2
-# has the weights of version 1, exported again with the LiteRT model and the feature_maps signature.
+# The version of models/mnist_convnet baked into the images: the committed default unless told otherwise. Version 3
+# is version 2 fine-tuned to say when an input is not a digit (python -m training.not_a_digit), and calibrated.
 ARG MODEL_VERSION=3
 ARG NO_MAXPOOL_VERSION=3
 
@@ -70,9 +70,10 @@ RUN pip install --no-cache-dir -r requirements/train.txt -c requirements/constra
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
-# The repository's contract (models/contract.py) is code, and /app/models is a volume: the contract goes into the
-# virtualenv, where a mounted folder cannot hide it (a regular package wins over a folder without __init__.py).
-COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
+# The repository's contract (models/contract.py, and the digit check's maths in models/digit_check.py) is code, and
+# /app/models is a volume: the contract goes into the virtualenv, where a mounted folder cannot hide it (a regular
+# package wins over a folder without __init__.py).
+COPY models/__init__.py models/contract.py models/digit_check.py /opt/venv/lib/python3.11/site-packages/models/
 COPY training/ training/
 
 # Matplotlib writes a font cache; /tmp is the only writable place under a read-only root filesystem.
@@ -99,7 +100,7 @@ COPY --from=slim-venv /opt/venv /opt/venv
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
-COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
+COPY models/__init__.py models/contract.py models/digit_check.py /opt/venv/lib/python3.11/site-packages/models/
 COPY deploy/docker/healthcheck.py deploy/docker/seed_models.py /app/
 RUN install --directory --owner=10001 --group=10001 /models
 COPY service/ service/
@@ -131,7 +132,7 @@ COPY --from=service-venv /opt/venv /opt/venv
 COPY --chown=10001:10001 models/README.md models/model_card.schema.json models/
 COPY --chown=10001:10001 models/mnist_convnet/${MODEL_VERSION}/ models/mnist_convnet/${MODEL_VERSION}/
 COPY --chown=10001:10001 models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/ models/mnist_no_maxpool/${NO_MAXPOOL_VERSION}/
-COPY models/__init__.py models/contract.py /opt/venv/lib/python3.11/site-packages/models/
+COPY models/__init__.py models/contract.py models/digit_check.py /opt/venv/lib/python3.11/site-packages/models/
 COPY deploy/docker/healthcheck.py deploy/docker/seed_models.py /app/
 # Where docker-compose.yml mounts the model repository volume: an empty folder of the app user's, so the volume
 # is made writable for the one-shot `models` service (seed_models.py), which fills it from /app/models.
