@@ -27,7 +27,7 @@ def model_summary(loaded: LoadedVersion) -> dict[str, Any]:
         "trainable_params": architecture["trainable_params"],
         "non_trainable_params": architecture["non_trainable_params"],
         "input": signature["input"],
-        "output": signature["output"],
+        "output": _output(signature["output"], card.get("calibration")),
         "labels": signature["labels"],
         "metrics": {
             "test_accuracy": evaluation["test_accuracy"],
@@ -41,6 +41,15 @@ def model_summary(loaded: LoadedVersion) -> dict[str, Any]:
         "calibration": _calibration(card, model.name, model.version),
         "digit_check": _digit_check(card, loaded.digit_check),
     }
+
+
+def _output(output: dict[str, Any], calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """The signature's output as the card describes it, saying so when the served probabilities are calibrated
+    (versions exported before the export said it in the signature's own description)."""
+    if calibration is None or "calibrated" in output["description"]:
+        return output
+    note = f"calibrated by temperature scaling (T = {calibration['temperature']:.3f})"
+    return output | {"description": f"{output['description']}, {note}"}
 
 
 def _calibration(card: dict[str, Any], name: str, version: int) -> dict[str, Any] | None:

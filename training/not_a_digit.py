@@ -165,8 +165,14 @@ def build(source: Path, data, arguments: argparse.Namespace, version: int):  # t
         validation_flagged=flagged,
         test_flagged=float(np.mean(test_scores < threshold)),
     )
+    served_output = old_card.signature.output.model_copy(
+        update={
+            "description": f"softmax probabilities of the digits 0-9, calibrated: softmax(logits / {temperature:.4f})"
+        }
+    )
     card = old_card.model_copy(
         update={
+            "signature": old_card.signature.model_copy(update={"output": served_output}),
             "version": version,
             "created_at": datetime.now(UTC),
             "exported_from": None,

@@ -152,6 +152,7 @@ def test_summary_shows_calibration_and_the_check(client: httpx.Client) -> None:
     assert summary.model.version == int(VERSION)
     assert summary.calibration is not None and summary.calibration.temperature > 0
     assert summary.calibration.test_ece_after < summary.calibration.test_ece_before
+    assert "calibrated" in summary.output.description
     assert summary.digit_check.available and summary.digit_check.score == "energy"
     assert summary.digit_check.threshold_source == "card" and summary.digit_check.test_flagged is not None
     assert summary.digit_check.test_flagged <= 0.01

@@ -31,6 +31,7 @@ def test_the_new_version_records_calibration_and_the_digit_check(tiny_checked_re
     assert card["fine_tuning"]["from_version"] == 1 and card["fine_tuning"]["settings"]["outlier_count"] == 400
     calibration = card["calibration"]
     assert calibration["temperature"] > 0 and calibration["bins"] == 15
+    assert "calibrated" in card["signature"]["output"]["description"]
     assert "which version 1 was trained on" in calibration["fitted_on"]  # the seed recipe held nothing out
     assert sum(row[2] for row in calibration["reliability_after"]) == card["data"]["test_count"]
     assert (version / calibration["reliability_diagram"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
