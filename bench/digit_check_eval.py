@@ -120,8 +120,8 @@ class Scorer:
 
 def evaluate(scorer: Scorer, candidate: str, validation: np.ndarray, test: np.ndarray, sets: dict) -> dict:
     validation_scores = scorer.scores(candidate.removesuffix("+ink"), validation)
-    threshold = np.sort(validation_scores)[int(np.floor(FLAG_SHARE * len(validation_scores)))]  # as training does
-    row: dict = {"validation": float(np.mean(validation_scores < threshold))}
+    threshold, flagged = digit_check.flagging_threshold(validation_scores, FLAG_SHARE)  # as training chooses it
+    row: dict = {"validation": flagged}
     test_scores = scorer.scores(candidate.removesuffix("+ink"), test)
     row["digits/mnist_test"] = float(np.mean(test_scores < threshold))
     non_digit_scores = []

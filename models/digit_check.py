@@ -54,14 +54,8 @@ def expected_calibration_error(
     probabilities: FloatArray, labels: npt.NDArray[np.integer], bins: int = CALIBRATION_BINS
 ) -> float:
     """Σ over equal-width confidence bins of (share of images in the bin) × |accuracy − mean confidence|."""
-    confidences, correct = confidence_and_correct(probabilities, labels)
-    bin_of = np.minimum((confidences * bins).astype(np.int64), bins - 1)
-    error = 0.0
-    for index in range(bins):
-        inside = bin_of == index
-        if inside.any():
-            error += inside.mean() * abs(correct[inside].mean() - confidences[inside].mean())
-    return float(error)
+    rows = reliability_bins(probabilities, labels, bins)
+    return float(sum(count * abs(accuracy - confidence) for confidence, accuracy, count in rows) / len(labels))
 
 
 def reliability_bins(
@@ -111,6 +105,15 @@ def digit_scores(raw: FloatArray, quantiles: FloatArray, shares: FloatArray | No
     if shares is None:
         shares = np.linspace(0.0, 1.0, len(quantiles))
     return np.interp(raw, quantiles, shares, left=0.0, right=1.0)
+
+
+def flagging_threshold(validation_scores: np.ndarray, share: float) -> tuple[float, float]:
+    """The largest threshold that flags (score < threshold) at most `share` of the validation digits, and the
+    share it flags: on digit_score (training) or on a raw score (the benchmark's candidates)."""
+    ordered = np.sort(validation_scores)
+    allowed = int(np.floor(share * len(ordered)))  # this many may be flagged
+    threshold = float(ordered[allowed]) if allowed < len(ordered) else 1.0
+    return threshold, float(np.mean(validation_scores < threshold))
 
 
 def auroc(positives: FloatArray, negatives: FloatArray) -> float:

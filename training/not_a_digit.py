@@ -151,7 +151,7 @@ def build(source: Path, data, arguments: argparse.Namespace, version: int):  # t
     )
     validation_scores = digit_check.raw_score(arguments.score, validation_logits, temperature)
     quantiles = digit_check.score_quantiles(validation_scores)
-    threshold, flagged = flagging_threshold(
+    threshold, flagged = digit_check.flagging_threshold(
         digit_check.digit_scores(validation_scores, np.array(quantiles)), arguments.flag_share
     )
     test_scores = digit_check.digit_scores(
@@ -196,15 +196,6 @@ SCORE_DESCRIPTIONS = {
     "with outlier exposure",
     "msp": "the largest calibrated softmax probability of a model fine-tuned with outlier exposure",
 }
-
-
-def flagging_threshold(validation_digit_scores: np.ndarray, share: float) -> tuple[float, float]:
-    """The largest threshold on digit_score that flags (score < threshold) at most `share` of the validation
-    digits, and the share it flags."""
-    ordered = np.sort(validation_digit_scores)
-    allowed = int(np.floor(share * len(ordered)))  # this many may be flagged
-    threshold = float(ordered[allowed]) if allowed < len(ordered) else 1.0
-    return threshold, float(np.mean(validation_digit_scores < threshold))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ async def predict(request: Request) -> Response:
     version = chosen_version(serving, request) if scope["query_string"] or scope["path_params"] else serving.default
     if version is None:
         raise not_ready(serving)
+    # The query is checked before admission: a request refused for its query never holds a reservation.
+    include = included(request.query_params.getlist("include")) if scope["query_string"] else frozenset()
+    reject_not_digits = _reject_option(request, version) if scope["query_string"] else False
     declared_bytes = declared_body_bytes(scope)
     deadline = Deadline.for_request(arrival_time(scope), settings.request_timeout_ms, client_timeout(scope))
     call = await core.admit(
@@ -53,8 +56,6 @@ async def predict(request: Request) -> Response:
         is_disconnected=request.is_disconnected,
         state=state,
     )
-    include = included(request.query_params.getlist("include")) if scope["query_string"] else frozenset()
-    reject_not_digits = _reject_option(request, version) if scope["query_string"] else False
     with call:
         max_images = settings.max_images_per_request
         if declared_bytes is None or declared_bytes > LARGE_BODY_BYTES:

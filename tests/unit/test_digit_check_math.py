@@ -8,7 +8,6 @@ import pytest
 
 from models import digit_check
 from service.digit_check import MIN_INK_KEPT, DigitCheck, classified
-from training.not_a_digit import flagging_threshold
 
 
 def sampled(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -74,7 +73,7 @@ def test_digit_score_is_the_share_of_validation_digits_scoring_lower() -> None:
 def test_the_threshold_flags_at_most_the_share_asked_for() -> None:
     scores = np.random.default_rng(5).random(5000)
     for share in (0.009, 0.01, 0.05):
-        threshold, flagged = flagging_threshold(scores, share)
+        threshold, flagged = digit_check.flagging_threshold(scores, share)
         assert flagged == np.mean(scores < threshold) <= share
         assert flagged > share - 0.001  # and not needlessly fewer
 
